@@ -628,7 +628,8 @@ static int client_out(struct relay *r)
         return 0;
 }
 
-/* What to do once the app has sent everything. Returns 1 when finished. */
+/* What to do once the app has sent everything. Returns 1 when finished, 2
+ * when the held head may now go to the next app, 0 otherwise. */
 static int after_backend(struct relay *r)
 {
         if (r->be < 0 || !r->be_eof || !down_empty(r))
@@ -641,7 +642,7 @@ static int after_backend(struct relay *r)
                         return answer(r, r->pending_status, r->pending_location,
                                       r->pending_void ? r->pending_void_path : NULL);
                 r->rq = RQ_HEAD; /* the held head goes to the next app */
-                return 0;
+                return 2;
         }
         if (!r->client_wr_shut) {
                 /* The app's half-close reaches the client. */
@@ -691,7 +692,9 @@ static int relay_loop(struct relay *r)
                         ;
                 if (k > 0 || r->st.end)
                         return 0;
-                if (after_backend(r) || r->st.end)
+                if ((k = after_backend(r)) == 2)
+                        continue;
+                if (k || r->st.end)
                         return 0;
                 if (r->rq == RQ_CLOSED && r->be < 0)
                         return finish(r, EXIT_DONE, "client closed"), 0;

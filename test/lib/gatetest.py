@@ -67,7 +67,8 @@ class Gate:
         time.sleep(0.05)
 
     def log(self):
-        self.logf.flush()
+        if not self.logf.closed:
+            self.logf.flush()
         with open(self.log_path) as f:
             return f.read()
 
