@@ -67,6 +67,9 @@ struct options {
         unsigned n_methods;
         const char *lock_dir;    /* fallback launcher's locks */
         const char *check_path;  /* --check FILE */
+        const char *tls_dir;     /* one folder per host name (SNI) */
+        const char *tls_priority;/* NULL: TLS_PRIORITY_DEFAULT */
+        const char *tls_ticket_key; /* NULL: created in the state directory */
 };
 /* Fills *o from argv. Returns 0, 1 when --help/--version was printed, or
  * -EINVAL after printing the problem. */
@@ -195,6 +198,7 @@ pid_t spawn_app(const struct name_entry *e, const char **why);
 struct client {
         int in, out;             /* the same socket, or fd 0 and 1 under inetd */
         void *tls;               /* gnutls_session_t, or NULL */
+        bool tls_resumed;
         char addr[64];           /* the peer, IPv4-mapped shown as IPv4 */
 };
 /* Takes the connection from systemd (fd 3) or inetd (fd 0). Returns 0, or
@@ -206,10 +210,12 @@ ssize_t client_write(struct client *c, const void *buf, size_t len);
 int client_write_all(struct client *c, const void *buf, size_t len); /* bounded by REPLY_TIMEOUT_MS */
 
 /* ---- tls.c: the only file that includes GnuTLS ---- */
-/* Loads the certificate ("key,cert" or one PEM with both) and does the
- * handshake on c, bounded by TLS_HANDSHAKE_TIMEOUT_MS. Returns 0 or negative
- * errno with the reason in why. */
-int tls_accept(struct client *c, const char *pem, const char **cipher, char *why, size_t why_size);
+/* TLS 1.2 and 1.3 only; no compression, renegotiation or 0-RTT. */
+#define TLS_PRIORITY_DEFAULT "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:+AES-128-GCM:%SERVER_PRECEDENCE"
+/* Picks and loads the certificate (o->pem, or o->tls_dir by SNI) and does
+ * the handshake on c, bounded by TLS_HANDSHAKE_TIMEOUT_MS. Returns 0 or
+ * negative errno with the reason (naming the file) in why. */
+int tls_accept(struct client *c, const struct options *o, const char **cipher, char *why, size_t why_size);
 ssize_t tls_read(struct client *c, void *buf, size_t len);
 ssize_t tls_write(struct client *c, const void *buf, size_t len);
 size_t client_pending(struct client *c); /* decrypted bytes buffered */

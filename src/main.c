@@ -108,10 +108,11 @@ int main(int argc, char **argv)
                 }
         }
 
-        if (opt.pem && *opt.pem) {
-                if (tls_accept(&client, opt.pem, &ctx.cipher, why, sizeof(why)) < 0) {
-                        log_msg(LOG_ERR, "%s: %s", client.addr, why);
-                        return strstr(why, "certificate") ? EXIT_CONFIG : EXIT_CLIENT;
+        if ((opt.pem && *opt.pem) || opt.tls_dir) {
+                r = tls_accept(&client, &opt, &ctx.cipher, why, sizeof(why));
+                if (r < 0) {
+                        log_msg(r == -EPROTO || r == -ETIMEDOUT ? LOG_NOTICE : LOG_ERR, "%s: %s", client.addr, why);
+                        return r == -EPROTO || r == -ETIMEDOUT ? EXIT_CLIENT : EXIT_CONFIG;
                 }
                 ctx.gate = "https";
         }

@@ -31,6 +31,9 @@ static void usage(FILE *f)
                 "      --forwarded           add Forwarded and X-Forwarded-* headers\n"
                 "      --methods=LIST        methods forwarded (GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS)\n"
                 "      --lock-dir=DIR        start locks without systemd\n"
+                "      --tls-dir=DIR         TLS: DIR/HOST/privkey.pem and fullchain.pem, by SNI\n"
+                "      --tls-priority=STR    TLS: GnuTLS priority string (TLS 1.2 and 1.3)\n"
+                "      --tls-ticket-key=FILE TLS: 64-byte session ticket key (default: state dir)\n"
                 "      --check=FILE          check a names file, print problems, exit\n"
                 "  -h, --help                this text\n"
                 "  -V, --version             the version\n",
@@ -94,7 +97,8 @@ static int positional_default(struct options *o, const char *s)
 
 int options_parse(int argc, char **argv, struct options *o)
 {
-        enum { O_HEAD = 256, O_IDLE, O_START, O_MAXHEAD, O_VOID, O_BACKEND, O_FWD, O_METHODS, O_LOCK, O_CHECK };
+        enum { O_HEAD = 256, O_IDLE, O_START, O_MAXHEAD, O_VOID, O_BACKEND, O_FWD, O_METHODS, O_LOCK, O_CHECK,
+               O_TLSDIR, O_TLSPRIO, O_TICKET };
         static const struct option longopts[] = {
                 { "names", required_argument, NULL, 'n' },
                 { "default-port", required_argument, NULL, 'p' },
@@ -109,6 +113,9 @@ int options_parse(int argc, char **argv, struct options *o)
                 { "methods", required_argument, NULL, O_METHODS },
                 { "lock-dir", required_argument, NULL, O_LOCK },
                 { "check", required_argument, NULL, O_CHECK },
+                { "tls-dir", required_argument, NULL, O_TLSDIR },
+                { "tls-priority", required_argument, NULL, O_TLSPRIO },
+                { "tls-ticket-key", required_argument, NULL, O_TICKET },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { 0 },
@@ -139,6 +146,9 @@ int options_parse(int argc, char **argv, struct options *o)
                 case O_METHODS: r = method_list(o, optarg); break;
                 case O_LOCK: o->lock_dir = optarg; break;
                 case O_CHECK: o->check_path = optarg; break;
+                case O_TLSDIR: o->tls_dir = optarg; break;
+                case O_TLSPRIO: o->tls_priority = optarg; break;
+                case O_TICKET: o->tls_ticket_key = optarg; break;
                 case 'h': usage(stdout); return 1;
                 case 'V': printf("httpgate %s\n", HTTPGATE_VERSION); return 1;
                 default: usage(stderr); return -EINVAL;

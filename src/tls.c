@@ -1,78 +1,237 @@
-/* tls.c: the only file that includes GnuTLS. Loads the certificate named on
- * the command line, does the handshake on the client socket with a bound on
- * time, and moves records for client.c. */
+/* tls.c: the only file that includes GnuTLS. Chooses the certificate (the
+ * command line's "key,cert" or single PEM, or a directory with one folder
+ * per host name chosen by SNI), reads it fresh for every connection so that
+ * a renewed certificate needs no reload, does the handshake within a time
+ * bound, resumes sessions through tickets whose key every instance shares,
+ * and moves records for client.c. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 
 #include "httpgate.h"
 
-#define TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
+#define TICKET_KEY_BYTES 64 /* GnuTLS's master ticket key */
+#define HOSTNAME_MAX     255
 
-static gnutls_certificate_credentials_t creds;
+struct tls_state {
+        const struct options *opt;
+        gnutls_certificate_credentials_t creds;
+        char *why;
+        size_t why_size;
+};
 
-/* "key,cert", or one file holding the key and the chain in any order. */
-static int load_pem(const char *pem, char *why, size_t why_size)
+static int fail(struct tls_state *t, int err, const char *fmt, const char *a, const char *b)
 {
-        char key[4096];
-        const char *cert = pem, *comma = strchr(pem, ',');
+        snprintf(t->why, t->why_size, fmt, a, b);
+        return err;
+}
+
+/* Refuses a certificate that is not valid now, with its file in the reason. */
+static int check_dates(struct tls_state *t, const char *cert)
+{
+        gnutls_x509_crt_t *crts;
+        unsigned n = 0;
+        int r = -EINVAL;
+        time_t now = time(NULL);
+
+        if (gnutls_certificate_get_x509_crt(t->creds, 0, &crts, &n) < 0 || n == 0)
+                return fail(t, -EINVAL, "certificate %s: no certificate in it%s", cert, "");
+        if (gnutls_x509_crt_get_expiration_time(crts[0]) < now)
+                fail(t, -EKEYEXPIRED, "certificate %s has expired%s", cert, "");
+        else if (gnutls_x509_crt_get_activation_time(crts[0]) > now)
+                fail(t, -EKEYEXPIRED, "certificate %s is not valid yet%s", cert, "");
+        else
+                r = 0;
+        for (unsigned i = 0; i < n; i++)
+                gnutls_x509_crt_deinit(crts[i]);
+        gnutls_free(crts);
+        return r;
+}
+
+static int load_pair(struct tls_state *t, const char *key, const char *cert)
+{
         int r;
 
-        if (comma) {
-                snprintf(key, sizeof(key), "%.*s", (int)(comma - pem), pem);
-                cert = comma + 1;
+        if (access(key, R_OK) < 0)
+                return fail(t, -errno, "key %s: %s", key, strerror(errno));
+        if (access(cert, R_OK) < 0)
+                return fail(t, -errno, "certificate %s: %s", cert, strerror(errno));
+        r = gnutls_certificate_set_x509_key_file2(t->creds, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
+        if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
+                return fail(t, -EINVAL, "key %s does not belong to certificate %s", key, cert);
+        if (r < 0)
+                return fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
+        return check_dates(t, cert);
+}
+
+/* httpGate's form: "key,cert", or one file with key and chain in any order. */
+static int load_pem_arg(struct tls_state *t, const char *pem)
+{
+        char key[4096];
+        const char *comma = strchr(pem, ',');
+
+        if (!comma)
+                return load_pair(t, pem, pem);
+        snprintf(key, sizeof(key), "%.*s", (int)(comma - pem), pem);
+        return load_pair(t, key, comma + 1);
+}
+
+/* The directory form: DIR/<host>/privkey.pem and fullchain.pem, as certbot
+ * lays out /etc/letsencrypt/live. Without SNI (or an unknown name): DIR/default,
+ * else the command line's PEM. */
+static int load_dir(struct tls_state *t, const char *host)
+{
+        const char *dir = t->opt->tls_dir;
+        char key[4096], cert[4096];
+        struct stat st;
+
+        if (host && *host && !strchr(host, '/') && host[0] != '.') {
+                snprintf(key, sizeof(key), "%s/%s/privkey.pem", dir, host);
+                snprintf(cert, sizeof(cert), "%s/%s/fullchain.pem", dir, host);
+                if (stat(cert, &st) == 0)
+                        return load_pair(t, key, cert);
+        }
+        snprintf(key, sizeof(key), "%s/default/privkey.pem", dir);
+        snprintf(cert, sizeof(cert), "%s/default/fullchain.pem", dir);
+        if (stat(cert, &st) == 0 || !t->opt->pem || !*t->opt->pem)
+                return load_pair(t, key, cert);
+        return load_pem_arg(t, t->opt->pem);
+}
+
+/* After the ClientHello: now the server name is known. */
+static int on_client_hello(gnutls_session_t s)
+{
+        struct tls_state *t = gnutls_session_get_ptr(s);
+        char host[HOSTNAME_MAX + 1];
+        size_t len = sizeof(host);
+        unsigned type;
+        int r;
+
+        if (gnutls_server_name_get(s, host, &len, &type, 0) < 0 || type != GNUTLS_NAME_DNS)
+                host[0] = '\0';
+        for (char *c = host; *c; c++)
+                *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        r = t->opt->tls_dir ? load_dir(t, host) : load_pem_arg(t, t->opt->pem);
+        if (r < 0)
+                return GNUTLS_E_CERTIFICATE_ERROR;
+        return gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->creds);
+}
+
+/* The shared ticket key: given, or created once in the state directory
+ * (atomically: written aside, then linked into place; the loser of a race
+ * uses the winner's key) and readable only by the gate's user. */
+static int ticket_key(const struct options *o, gnutls_datum_t *key)
+{
+        static unsigned char buf[TICKET_KEY_BYTES];
+        const char *dir = getenv("STATE_DIRECTORY");
+        char path[4096], tmp[4200];
+        int fd;
+        ssize_t n;
+
+        if (o->tls_ticket_key) {
+                snprintf(path, sizeof(path), "%s", o->tls_ticket_key);
         } else {
-                snprintf(key, sizeof(key), "%s", pem);
+                if (!dir) {
+                        dir = "/var/lib/httpgate";
+                        (void)mkdir(dir, 0700); /* exists already, or the open below says why */
+                }
+                snprintf(path, sizeof(path), "%s/ticket.key", dir);
         }
-        if ((r = gnutls_certificate_allocate_credentials(&creds)) < 0 ||
-            (r = gnutls_certificate_set_x509_key_file2(creds, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
-                snprintf(why, why_size, "certificate %s, key %s: %s", cert, key, gnutls_strerror(r));
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && errno == ENOENT && !o->tls_ticket_key) {
+                snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+                fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        return -errno;
+                if (getrandom(buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) ||
+                    write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf) || fsync(fd) < 0) {
+                        close(fd);
+                        unlink(tmp);
+                        return -EIO;
+                }
+                close(fd);
+                if (link(tmp, path) < 0 && errno != EEXIST) {
+                        unlink(tmp);
+                        return -errno;
+                }
+                unlink(tmp);
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        }
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, sizeof(buf));
+        close(fd);
+        if (n != (ssize_t)sizeof(buf))
                 return -EINVAL;
-        }
+        key->data = buf;
+        key->size = sizeof(buf);
         return 0;
 }
 
-int tls_accept(struct client *c, const char *pem, const char **cipher, char *why, size_t why_size)
+static int handshake(gnutls_session_t s, struct client *c, char *why, size_t why_size)
 {
-        gnutls_session_t s;
-        gnutls_datum_t alpn = { (unsigned char *)"http/1.1", 8 };
         int r;
 
-        if (load_pem(pem, why, why_size) < 0)
-                return -EINVAL;
-        if ((r = gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL)) < 0 ||
-            (r = gnutls_priority_set_direct(s, TLS_PRIORITY, NULL)) < 0 ||
-            (r = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, creds)) < 0 ||
-            (r = gnutls_alpn_set_protocols(s, &alpn, 1, 0)) < 0) {
-                snprintf(why, why_size, "TLS setup: %s", gnutls_strerror(r));
-                return -EINVAL;
-        }
-        gnutls_transport_set_int2(s, c->in, c->out);
-        gnutls_handshake_set_timeout(s, TLS_HANDSHAKE_TIMEOUT_MS);
-        c->tls = s;
         do {
                 r = gnutls_handshake(s);
                 if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
-                        struct pollfd p = { .fd = gnutls_record_get_direction(s) ? c->out : c->in,
-                                            .events = gnutls_record_get_direction(s) ? POLLOUT : POLLIN };
+                        bool out = gnutls_record_get_direction(s);
+                        struct pollfd p = { .fd = out ? c->out : c->in, .events = out ? POLLOUT : POLLIN };
                         if (poll(&p, 1, TLS_HANDSHAKE_TIMEOUT_MS) <= 0) {
                                 snprintf(why, why_size, "TLS handshake timed out");
                                 return -ETIMEDOUT;
                         }
                 }
         } while (r < 0 && !gnutls_error_is_fatal(r));
-        if (r < 0) {
+        if (r < 0 && !*why)
                 snprintf(why, why_size, "TLS handshake: %s", gnutls_strerror(r));
-                return -EPROTO;
+        return r < 0 ? -EPROTO : 0;
+}
+
+int tls_accept(struct client *c, const struct options *o, const char **cipher, char *why, size_t why_size)
+{
+        static struct tls_state t;
+        gnutls_session_t s;
+        gnutls_datum_t alpn = { (unsigned char *)"http/1.1", 8 }, key;
+        const char *prio = o->tls_priority ? o->tls_priority : TLS_PRIORITY_DEFAULT;
+        int r;
+
+        t = (struct tls_state){ .opt = o, .why = why, .why_size = why_size };
+        why[0] = '\0';
+        if ((r = gnutls_certificate_allocate_credentials(&t.creds)) < 0 ||
+            (r = gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL)) < 0 ||
+            (r = gnutls_priority_set_direct(s, prio, NULL)) < 0 ||
+            (r = gnutls_alpn_set_protocols(s, &alpn, 1, 0)) < 0) {
+                snprintf(why, why_size, "TLS setup (priority \"%s\"): %s", prio, gnutls_strerror(r));
+                return -EINVAL;
         }
+        if ((r = ticket_key(o, &key)) == 0)
+                (void)gnutls_session_ticket_enable_server(s, &key); /* without: full handshakes */
+        else
+                log_msg(LOG_WARNING, "TLS session ticket key unusable (%s): no resumption", strerror(-r));
+        gnutls_session_set_ptr(s, &t);
+        gnutls_handshake_set_post_client_hello_function(s, on_client_hello);
+        gnutls_transport_set_int2(s, c->in, c->out);
+        gnutls_handshake_set_timeout(s, TLS_HANDSHAKE_TIMEOUT_MS);
+        c->tls = s;
+        if ((r = handshake(s, c, why, why_size)) < 0)
+                return r;
         *cipher = gnutls_cipher_suite_get_name(gnutls_kx_get(s), gnutls_cipher_get(s), gnutls_mac_get(s));
-        if (!*cipher)
+        if (!*cipher) /* TLS 1.3 suites have no key exchange in their name */
                 *cipher = gnutls_cipher_get_name(gnutls_cipher_get(s));
+        c->tls_resumed = gnutls_session_is_resumed(s);
         return 0;
 }
 
@@ -83,8 +242,8 @@ static ssize_t tls_errno(ssize_t r)
         if (r == GNUTLS_E_INTERRUPTED)
                 return -EINTR;
         if (r == GNUTLS_E_PREMATURE_TERMINATION)
-                return 0; /* a client that closed without close_notify: EOF */
-        return -ECONNRESET;
+                return 0; /* closed without close_notify: EOF all the same */
+        return -ECONNRESET; /* renegotiation attempts included: refused */
 }
 
 ssize_t tls_read(struct client *c, void *buf, size_t len)
