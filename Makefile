@@ -5,31 +5,42 @@ BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 CC         ?= cc
-PKGS        = libsystemd gnutls
+TLS_PKGS    = gnutls
 CFLAGS     ?= -O2 -g
 WARN        = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
               -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TLS_CFLAGS := $(shell pkg-config --cflags $(TLS_PKGS) 2>/dev/null)
+TLS_LIBS   := $(shell pkg-config --libs $(TLS_PKGS) 2>/dev/null)
 SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 
+# The per-connection gate is two programs from the same sources: httpgate
+# links nothing but libc (each connection pays for what a process loads) and
+# becomes httpgate-tls, which adds GnuTLS, when a certificate is configured.
 CORE = src/util.c src/names.c src/route.c src/request.c src/chunked.c src/options.c \
-       src/reply.c src/log.c src/client.c src/tls.c src/backend.c src/spawn.c src/relay.c
+       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/relay.c src/main.c
 HDRS = src/httpgate.h
 
-all: httpgate
+all: httpgate httpgate-tls
 
-httpgate: $(CORE) src/main.c $(HDRS)
-	$(CC) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -o $@ $(CORE) src/main.c $(PKG_LIBS)
+httpgate: $(CORE) src/notls.c $(HDRS)
+	$(CC) $(WARN) $(CFLAGS) -o $@ $(CORE) src/notls.c
+
+httpgate-tls: $(CORE) src/tls.c $(HDRS)
+	$(CC) $(WARN) $(CFLAGS) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_LIBS)
 
 # The test build: the same sources with ASan and UBSan.
-build/httpgate-san: $(CORE) src/main.c $(HDRS)
+build/httpgate-san: $(CORE) src/notls.c $(HDRS) build/httpgate-tls
 	@mkdir -p build
-	$(CC) $(WARN) -O1 -g $(SAN) $(PKG_CFLAGS) -o $@ $(CORE) src/main.c $(PKG_LIBS)
+	$(CC) $(WARN) -O1 -g $(SAN) -o $@ $(CORE) src/notls.c
 
-build/unit: $(CORE) test/unit.c $(HDRS)
+build/httpgate-tls: $(CORE) src/tls.c $(HDRS)
 	@mkdir -p build
-	$(CC) $(WARN) -O1 -g $(SAN) -Isrc $(PKG_CFLAGS) -o $@ $(CORE) test/unit.c $(PKG_LIBS)
+	$(CC) $(WARN) -O1 -g $(SAN) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_LIBS)
+
+UNIT_SRC = $(filter-out src/main.c,$(CORE)) src/tls.c
+build/unit: $(UNIT_SRC) test/unit.c $(HDRS)
+	@mkdir -p build
+	$(CC) $(WARN) -O1 -g $(SAN) -Isrc $(TLS_CFLAGS) -o $@ $(UNIT_SRC) test/unit.c $(TLS_LIBS)
 
 deps:
 	@test/deps.sh
@@ -42,10 +53,11 @@ run: deps all
 
 install: all
 	install -D -m 0755 httpgate $(DESTDIR)$(BINDIR)/httpgate
+	install -D -m 0755 httpgate-tls $(DESTDIR)$(BINDIR)/httpgate-tls
 	install -D -m 0644 man/httpgate.8 $(DESTDIR)$(MANDIR)/man8/httpgate.8
 	install -D -m 0644 man/httpgate.names.5 $(DESTDIR)$(MANDIR)/man5/httpgate.names.5
 
 clean:
-	rm -rf httpgate build
+	rm -rf httpgate httpgate-tls build
 
 .PHONY: all deps check run install clean

@@ -221,6 +221,10 @@ ssize_t tls_write(struct client *c, const void *buf, size_t len);
 size_t client_pending(struct client *c); /* decrypted bytes buffered */
 void tls_bye(struct client *c);
 
+/* ---- notls.c: the plain build's stand-ins for tls.c ---- */
+/* Replaces this process with httpgate-tls beside it; returns only on error. */
+int tls_exec_sibling(char **argv, char *why, size_t why_size);
+
 /* ---- reply.c: canned answers ---- */
 const char *status_reason(int status);
 /* Writes a complete short answer (Connection: close). */

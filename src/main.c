@@ -90,6 +90,13 @@ int main(int argc, char **argv)
                 return check(opt.check_path);
         log_init();
         signal(SIGPIPE, SIG_IGN); /* a vanished peer is an error return, not a signal */
+#ifndef HTTPGATE_TLS
+        if ((opt.pem && *opt.pem) || opt.tls_dir) {
+                (void)tls_exec_sibling(argv, why, sizeof(why)); /* returns only on failure */
+                log_msg(LOG_ERR, "%s", why);
+                return EXIT_CONFIG;
+        }
+#endif
 
         if (client_intake(&client, why, sizeof(why)) < 0) {
                 log_msg(LOG_ERR, "%s", why);
