@@ -66,6 +66,7 @@ struct options {
         const char *methods[METHODS_MAX];
         unsigned n_methods;
         const char *lock_dir;    /* fallback launcher's locks */
+        const char *launcher;    /* launcher socket; NULL: LAUNCHER_SOCKET, "": none */
         const char *check_path;  /* --check FILE */
         const char *tls_dir;     /* one folder per host name (SNI) */
         const char *tls_priority;/* NULL: TLS_PRIORITY_DEFAULT */
@@ -95,17 +96,28 @@ struct name_entry {
         char **argv;           /* NULL-terminated command */
         unsigned line;
 };
+struct names_index {
+        void *map;             /* the mapped index file */
+        size_t len;
+};
+struct names_cached;
 struct names {
-        struct name_entry *v;
+        struct name_entry *v;  /* all entries, when parsed whole */
         size_t n;
         char *text;            /* the file, tokens point into it */
         unsigned errors;       /* bad lines (reported, skipped) */
+        struct names_index index; /* or: lines found through the index */
+        int fd;                /* ... read from here */
+        struct names_cached *cached; /* entries parsed so far */
 };
 /* Problems are passed one by one to report(line, message, data). */
 typedef void names_report_fn(unsigned line, const char *msg, void *data);
-/* Reads and parses path. Returns 0 or negative errno when the file cannot
- * be read; bad lines are reported and skipped, never fatal. */
+/* Reads and parses path whole. Returns 0 or negative errno when the file
+ * cannot be read; bad lines are reported and skipped, never fatal. */
 int names_load(const char *path, struct names *ret, names_report_fn *report, void *data);
+/* For a connection: as names_load, but a big file is looked up through its
+ * index (index.c), built here when missing or stale. */
+int names_open(const char *path, struct names *ret, names_report_fn *report, void *data);
 int names_parse(char *text, size_t len, struct names *ret, names_report_fn *report, void *data);
 void names_free(struct names *n);
 /* Case-insensitive key lookup; the first entry of a key wins. */
@@ -115,6 +127,20 @@ const struct name_entry *names_default(const struct names *n);
 /* Resolves the entry's user; refuses unknown users and uid/gid 0.
  * Returns 0 or -ENOENT/-EPERM. */
 int names_user(const struct name_entry *e, uid_t *uid, gid_t *gid, char *home, size_t home_size);
+
+/* ---- index.c: the lookup index of a big names file ---- */
+#define NAMES_INDEX_MIN (64u << 10) /* smaller files are parsed whole */
+struct index_slot {
+        uint32_t hash, off, line; /* off: of the line's key in the file */
+};
+struct stat;
+int index_open(const char *names_path, const struct stat *st, struct names_index *ret);
+void index_close(struct names_index *x);
+/* Candidate lines for key (same hash), at most max. */
+int index_lookup(const struct names_index *x, const char *key, size_t len, struct index_slot *out, int max);
+bool index_default(const struct names_index *x, struct index_slot *out);
+/* Writes the index of the parsed file n whose text began at text_start. */
+int index_write(const char *names_path, const struct stat *st, const struct names *n, const char *text_start);
 
 /* ---- request.c: incremental RFC 9112 request-head parser ---- */
 enum framing { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
@@ -188,6 +214,22 @@ int backend_connect(const struct options *o, unsigned port);
 /* Connects to the route's port; when refused and the route has an entry,
  * starts the app (once, under a lock) and waits up to start_timeout. */
 struct backend_result backend_open(const struct options *o, const struct route *r);
+
+/* ---- launch.c: asking the privileged launcher (httpgate-launch) ---- */
+/* The wire protocol, on a unix stream socket (httpgate-launch.socket):
+ *   gate:     NAME "\n"                (at most LAUNCH_NAME_MAX bytes)
+ *   launcher: STATUS " " REASON "\n"   (at most LAUNCH_LINE_MAX bytes)
+ * STATUS 200: the app's unit is started or was already running; the launcher
+ * then keeps the connection open and writes one more line, "503 REASON", if
+ * the unit stops before the gate hangs up. Any other STATUS: not started. */
+#define LAUNCHER_SOCKET  "/run/httpgate/launch.sock"
+#define LAUNCH_NAME_MAX  64u   /* bytes of an app name on the wire */
+#define LAUNCH_LINE_MAX  256u  /* bytes of one answer line, newline included */
+/* Starts r->entry through the launcher and waits, up to the start timeout,
+ * until its port accepts or its unit fails. Returns 0 with *ret filled, or
+ * -ENOENT/-ECONNREFUSED when no launcher is reachable (the caller falls back
+ * to spawn.c). */
+int launch_app(const struct options *o, const struct route *r, struct backend_result *ret);
 
 /* ---- spawn.c: the fallback launcher, without systemd ---- */
 /* Starts the entry's command detached. Returns the pid or negative errno;

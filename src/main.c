@@ -75,7 +75,7 @@ int main(int argc, char **argv)
 {
         struct options opt;
         struct client client;
-        struct names names = { 0 };
+        struct names names = { .fd = -1 };
         struct route_table table = { .opt = &opt };
         struct conn_ctx ctx = { .client = &client, .opt = &opt, .table = &table, .gate = "http" };
         struct relay_stats st;
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
 
         if (opt.names_path) {
                 struct report_ctx rc = { opt.names_path, NULL };
-                r = names_load(opt.names_path, &names, report, &rc);
+                r = names_open(opt.names_path, &names, report, &rc);
                 if (r < 0) {
                         log_msg(LOG_ERR, "names file %s: %s", opt.names_path, strerror(-r));
                         table.names_failed = true;

@@ -146,24 +146,63 @@ int names_parse(char *text, size_t len, struct names *ret, names_report_fn *repo
                 }
                 line = stop + 1;
         }
-        *ret = (struct names){ .v = v, .n = n, .text = text, .errors = errors };
+        *ret = (struct names){ .v = v, .n = n, .text = text, .errors = errors, .fd = -1 };
+        return 0;
+}
+
+static int load_fd(int fd, const struct stat *st, const char *path, bool index, struct names *ret,
+                   names_report_fn *report, void *data);
+
+static int open_names(const char *path, int *fd, struct stat *st)
+{
+        *fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (*fd < 0)
+                return -errno;
+        if (fstat(*fd, st) < 0 || !S_ISREG(st->st_mode) || (uint64_t)st->st_size > NAMES_FILE_MAX) {
+                int r = S_ISREG(st->st_mode) ? -EFBIG : -EINVAL;
+                close(*fd);
+                return r;
+        }
         return 0;
 }
 
 int names_load(const char *path, struct names *ret, names_report_fn *report, void *data)
 {
-        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
         struct stat st;
+        int fd, r = open_names(path, &fd, &st);
+
+        if (r < 0)
+                return r;
+        r = load_fd(fd, &st, path, false, ret, report, data);
+        close(fd);
+        return r;
+}
+
+int names_open(const char *path, struct names *ret, names_report_fn *report, void *data)
+{
+        struct stat st;
+        int fd, r = open_names(path, &fd, &st);
+
+        if (r < 0)
+                return r;
+        if ((uint64_t)st.st_size >= NAMES_INDEX_MIN && index_open(path, &st, &ret->index) == 0) {
+                ret->v = NULL, ret->n = 0, ret->text = NULL, ret->errors = 0, ret->cached = NULL;
+                ret->fd = fd;
+                return 0;
+        }
+        r = load_fd(fd, &st, path, (uint64_t)st.st_size >= NAMES_INDEX_MIN, ret, report, data);
+        close(fd);
+        return r;
+}
+
+static int load_fd(int fd, const struct stat *stp, const char *path, bool index, struct names *ret,
+                   names_report_fn *report, void *data)
+{
+        const struct stat st = *stp;
         char *text;
         size_t len = 0;
+        int r;
 
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > NAMES_FILE_MAX) {
-                r = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
-                close(fd);
-                return r;
-        }
         text = malloc((size_t)st.st_size + 1);
         if (!text) {
                 close(fd);
@@ -177,33 +216,103 @@ int names_load(const char *path, struct names *ret, names_report_fn *report, voi
                         break; /* the file shrank while we read: use what we have */
                 len += (size_t)k;
         }
-        close(fd);
         text[len] = '\0';
         r = names_parse(text, len, ret, report, data);
-        if (r < 0)
+        if (r < 0) {
                 free(text);
-        return r;
+                return r;
+        }
+        if (index && len == (size_t)st.st_size)
+                (void)index_write(path, &st, ret, text); /* without it, the next one parses again */
+        return 0;
+}
+
+/* An entry read through the index: its line, parsed alone. */
+struct names_cached {
+        struct names_cached *next;
+        struct name_entry e;
+        char text[];
+};
+
+static const struct name_entry *parse_at(const struct names *n, struct index_slot at)
+{
+        struct names_cached *c = malloc(sizeof(*c) + NAMES_LINE_MAX + 1);
+        const char *problem = NULL;
+        char **argv = NULL;
+        ssize_t len = c ? pread(n->fd, c->text, NAMES_LINE_MAX, at.off) : -1;
+        char *nl;
+
+        if (len <= 0) {
+                free(c);
+                return NULL;
+        }
+        c->text[len] = '\0';
+        if ((nl = memchr(c->text, '\n', (size_t)len)))
+                *nl = '\0';
+        if (nl > c->text && nl[-1] == '\r')
+                nl[-1] = '\0';
+        if (parse_line(c->text, at.line, &c->e, &argv, &problem) < 0) {
+                free(argv);
+                free(c);
+                return NULL; /* the index is stale after all: treat as absent */
+        }
+        c->next = n->cached;
+        ((struct names *)n)->cached = c; /* a cache: the table stays the same to readers */
+        return &c->e;
 }
 
 void names_free(struct names *n)
 {
         for (size_t i = 0; i < n->n; i++)
                 free(n->v[i].argv);
+        while (n->cached) {
+                struct names_cached *c = n->cached;
+                n->cached = c->next;
+                free(c->e.argv);
+                free(c);
+        }
         free(n->v);
         free(n->text);
-        *n = (struct names){ 0 };
+        index_close(&n->index);
+        if (n->fd >= 0)
+                close(n->fd);
+        *n = (struct names){ .fd = -1 };
+}
+
+static bool key_is(const struct name_entry *e, const char *key, size_t len)
+{
+        return strncasecmp(e->key, key, len) == 0 && e->key[len] == '\0';
 }
 
 const struct name_entry *names_find(const struct names *n, const char *key, size_t len)
 {
+        struct index_slot at[8];
+        int k;
+
+        if (n->index.map) {
+                for (struct names_cached *c = n->cached; c; c = c->next)
+                        if (key_is(&c->e, key, len))
+                                return &c->e;
+                k = index_lookup(&n->index, key, len, at, 8);
+                for (int i = 0; i < k; i++) {
+                        const struct name_entry *e = parse_at(n, at[i]);
+                        if (e && key_is(e, key, len))
+                                return e;
+                }
+                return NULL;
+        }
         for (size_t i = 0; i < n->n; i++)
-                if (strncasecmp(n->v[i].key, key, len) == 0 && n->v[i].key[len] == '\0')
+                if (key_is(&n->v[i], key, len))
                         return &n->v[i];
         return NULL;
 }
 
 const struct name_entry *names_default(const struct names *n)
 {
+        struct index_slot at;
+
+        if (n->index.map)
+                return index_default(&n->index, &at) ? parse_at(n, at) : NULL;
         if (n->n == 1)
                 return &n->v[0];
         return names_find(n, "@", 1);
