@@ -141,6 +141,11 @@ struct backend_result backend_open(const struct options *o, const struct route *
                 snprintf(why, sizeof(why), "port %u: %s", r->port, strerror(-fd));
                 return fail(502, why);
         }
+        /* The privileged launcher starts the app as a systemd unit (launch.c);
+         * only where none answers does the gate start it itself, below. */
+        struct backend_result launched;
+        if (launch_app(o, r, &launched) == 0)
+                return launched;
         lock = lock_port(o, r->port, deadline);
         if (lock == -ETIMEDOUT)
                 return fail(504, "another start of the app did not finish in time");
