@@ -19,7 +19,6 @@ SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 CORE = src/util.c src/names.c src/index.c src/route.c src/request.c src/chunked.c src/options.c \
        src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/relay.c src/main.c
 CORE += src/launch.c
-CORE += src/launch.c
 HDRS = src/httpgate.h
 
 all: httpgate httpgate-tls

@@ -67,7 +67,6 @@ struct options {
         unsigned n_methods;
         const char *lock_dir;    /* fallback launcher's locks */
         const char *launcher;    /* launcher socket; NULL: LAUNCHER_SOCKET, "": none */
-        const char *launcher;    /* launcher socket; NULL: LAUNCHER_SOCKET, "": none */
         const char *check_path;  /* --check FILE */
         const char *tls_dir;     /* one folder per host name (SNI) */
         const char *tls_priority;/* NULL: TLS_PRIORITY_DEFAULT */
@@ -215,22 +214,6 @@ int backend_connect(const struct options *o, unsigned port);
 /* Connects to the route's port; when refused and the route has an entry,
  * starts the app (once, under a lock) and waits up to start_timeout. */
 struct backend_result backend_open(const struct options *o, const struct route *r);
-
-/* ---- launch.c: asking the privileged launcher (httpgate-launch) ---- */
-/* The wire protocol, on a unix stream socket (httpgate-launch.socket):
- *   gate:     NAME "\n"                (at most LAUNCH_NAME_MAX bytes)
- *   launcher: STATUS " " REASON "\n"   (at most LAUNCH_LINE_MAX bytes)
- * STATUS 200: the app's unit is started or was already running; the launcher
- * then keeps the connection open and writes one more line, "503 REASON", if
- * the unit stops before the gate hangs up. Any other STATUS: not started. */
-#define LAUNCHER_SOCKET  "/run/httpgate/launch.sock"
-#define LAUNCH_NAME_MAX  64u   /* bytes of an app name on the wire */
-#define LAUNCH_LINE_MAX  256u  /* bytes of one answer line, newline included */
-/* Starts r->entry through the launcher and waits, up to the start timeout,
- * until its port accepts or its unit fails. Returns 0 with *ret filled, or
- * -ENOENT/-ECONNREFUSED when no launcher is reachable (the caller falls back
- * to spawn.c). */
-int launch_app(const struct options *o, const struct route *r, struct backend_result *ret);
 
 /* ---- launch.c: asking the privileged launcher (httpgate-launch) ---- */
 /* The wire protocol, on a unix stream socket (httpgate-launch.socket):
