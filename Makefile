@@ -62,3 +62,17 @@ clean:
 	rm -rf httpgate httpgate-tls build
 
 .PHONY: all deps check run install clean
+
+# Fuzzing (libFuzzer, clang): `make fuzz` runs each target FUZZ_SECONDS;
+# make check runs them briefly and replays every saved crash input.
+FUZZ_TARGETS = request chunked names
+FUZZ_SRC     = $(filter-out src/main.c,$(CORE)) src/notls.c
+FUZZ_SECONDS ?= 300
+build/fuzz-%: test/fuzz/fuzz-%.c $(FUZZ_SRC) $(HDRS)
+	@mkdir -p build
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -o $@ $< $(FUZZ_SRC)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz-%)
+	@for t in $(FUZZ_TARGETS); do FUZZ_SECONDS=$(FUZZ_SECONDS) test/fuzz/run.sh $$t || exit 1; done
+
+.PHONY: fuzz
