@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/close_range.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,10 +13,15 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "httpgate.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2) /* linux/close_range.h, which musl lacks */
+#endif
 
 #define APP_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -49,7 +53,7 @@ static _Noreturn void child(const struct name_entry *e, uid_t uid, gid_t gid, co
         int null = open("/dev/null", O_RDWR | O_CLOEXEC), out;
 
         /* Nothing of the gate's connection may reach the app. */
-        if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
                 child_fail(err_fd, "close_range");
         if (null < 0 || dup2(null, STDIN_FILENO) < 0)
                 child_fail(err_fd, "stdin");
