@@ -79,4 +79,46 @@ build/fuzz-%: test/fuzz/fuzz-%.c $(FUZZ_SRC) $(HDRS)
 fuzz: $(FUZZ_TARGETS:%=build/fuzz-%)
 	@for t in $(FUZZ_TARGETS); do FUZZ_SECONDS=$(FUZZ_SECONDS) test/fuzz/run.sh $$t || exit 1; done
 
+# The systemd side: the privileged launcher (the only program that links
+# libsystemd), the units, sysusers.d and tmpfiles.d files (units/).
+LIBEXECDIR  ?= $(PREFIX)/libexec
+UNITDIR     ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+SYSUSERSDIR ?= $(shell pkg-config --variable=sysusersdir systemd 2>/dev/null || echo /usr/lib/sysusers.d)
+TMPFILESDIR ?= $(shell pkg-config --variable=tmpfilesdir systemd 2>/dev/null || echo /usr/lib/tmpfiles.d)
+SD_CFLAGS   := $(shell pkg-config --cflags libsystemd 2>/dev/null)
+SD_LIBS     := $(shell pkg-config --libs libsystemd 2>/dev/null)
+LAUNCHER     = src/launcher.c src/launcher_unit.c src/util.c src/names.c src/index.c
+UNITS        = units/httpgate.socket units/httpgate-launch.socket
+UNITS_IN     = units/httpgate@.service.in units/httpgate-launch@.service.in
+
+all: httpgate-launch
+
+httpgate-launch: $(LAUNCHER) src/launcher.h $(HDRS)
+	$(CC) $(WARN) $(CFLAGS) $(SD_CFLAGS) -o $@ $(LAUNCHER) $(SD_LIBS)
+
+install: install-systemd
+install-systemd: httpgate-launch
+	install -D -m 0755 httpgate-launch $(DESTDIR)$(LIBEXECDIR)/httpgate-launch
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/
+	for u in $(UNITS_IN); do \
+		sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' $$u \
+			>$(DESTDIR)$(UNITDIR)/$$(basename $$u .in) && chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \
+	done
+	install -D -m 0644 units/httpgate.sysusers $(DESTDIR)$(SYSUSERSDIR)/httpgate.conf
+	install -D -m 0644 units/httpgate.tmpfiles $(DESTDIR)$(TMPFILESDIR)/httpgate.conf
+	install -D -m 0644 man/httpgate-launch.8 $(DESTDIR)$(MANDIR)/man8/httpgate-launch.8
+	install -D -m 0644 man/httpgate.units.5 $(DESTDIR)$(MANDIR)/man5/httpgate.units.5
+	@# Into the running system (no DESTDIR), as a package would: the user,
+	@# the directories, and systemd reads the new units.
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		systemd-sysusers $(SYSUSERSDIR)/httpgate.conf && \
+		systemd-tmpfiles --create $(TMPFILESDIR)/httpgate.conf && systemctl daemon-reload; fi
+
+clean: clean-systemd
+clean-systemd:
+	rm -f httpgate-launch
+
+.PHONY: install-systemd clean-systemd
+
 .PHONY: fuzz
