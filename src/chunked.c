@@ -6,7 +6,9 @@
  *
  *   state        byte           next
  *   SIZE         HEXDIG         SIZE (at most 15 digits)
- *   SIZE         ";" SP HTAB    EXT        (needs a digit before)
+ *   SIZE         ";"            EXT        (needs a digit before)
+ *   SIZE         SP HTAB        SIZE_WS    (BWS before ";" only, 7.1.1)
+ *   SIZE_WS      SP HTAB / ";"  SIZE_WS / EXT
  *   SIZE, EXT    CR             SIZE_LF
  *   EXT          VCHAR SP HTAB  EXT
  *   SIZE_LF      LF             DATA, or TRAILER when the size was 0
@@ -21,7 +23,7 @@
 
 #include "httpgate.h"
 
-enum { SIZE, EXT, SIZE_LF, DATA, DATA_CR, DATA_LF, TRAILER, TRAILER_LINE, TRAILER_LF, END_LF, DONE };
+enum { SIZE, SIZE_WS, EXT, SIZE_LF, DATA, DATA_CR, DATA_LF, TRAILER, TRAILER_LINE, TRAILER_LF, END_LF, DONE };
 
 #define CHUNK_DIGITS_MAX 15 /* 16^15 bytes: beyond any real body */
 
@@ -63,13 +65,23 @@ int chunked_feed(struct chunked *c, const char *buf, size_t len, size_t *fwd)
                                         return -400;
                                 c->left = c->left * 16 + (unsigned)h;
                                 c->any_digit = true;
-                        } else if (c->any_digit && (b == ';' || b == ' ' || b == '\t')) {
+                        } else if (c->any_digit && b == ';') {
                                 c->state = EXT;
+                        } else if (c->any_digit && (b == ' ' || b == '\t')) {
+                                c->state = SIZE_WS;
                         } else if (c->any_digit && b == '\r') {
                                 c->state = SIZE_LF;
                         } else {
                                 return -400;
                         }
+                        break;
+                case SIZE_WS:
+                        if (++c->line > CHUNK_LINE_MAX)
+                                return -400;
+                        if (b == ';')
+                                c->state = EXT;
+                        else if (b != ' ' && b != '\t')
+                                return -400;
                         break;
                 case EXT:
                         if (++c->line > CHUNK_LINE_MAX)
@@ -80,8 +92,8 @@ int chunked_feed(struct chunked *c, const char *buf, size_t len, size_t *fwd)
                                 return -400;
                         break;
                 case SIZE_LF:
-                        if (b != '\n')
-                                return -400;
+                        if (b != '\n' || ++c->line > CHUNK_LINE_MAX)
+                                return -400; /* the limit counts CRLF, as REQUEST_LINE_MAX does */
                         c->line = 0;
                         c->any_digit = false;
                         if (c->left == 0) {
@@ -113,12 +125,12 @@ int chunked_feed(struct chunked *c, const char *buf, size_t len, size_t *fwd)
                                 c->state = TRAILER_LINE;
                         continue;
                 case TRAILER_LF:
-                        if (b != '\n')
+                        if (b != '\n' || ++c->trailer > TRAILER_MAX)
                                 return -400;
                         c->state = TRAILER;
                         continue;
                 case END_LF:
-                        if (b != '\n')
+                        if (b != '\n' || ++c->trailer > TRAILER_MAX)
                                 return -400;
                         c->state = DONE;
                         continue;

@@ -23,7 +23,7 @@
 #define ENTRY_MAX     4096 /* bytes of one journal entry */
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 
-static bool to_journal;
+static bool to_journal, no_stderr;
 
 void log_init(void)
 {
@@ -33,6 +33,9 @@ void log_init(void)
 
         to_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
                      st.st_dev == dev && st.st_ino == ino;
+        /* Under inetd, stderr is the client's socket: never write there. */
+        if (!to_journal && fstat(STDERR_FILENO, &st) == 0 && S_ISSOCK(st.st_mode))
+                to_journal = no_stderr = true;
 }
 
 struct entry {
@@ -107,7 +110,8 @@ void log_msg(int prio, const char *fmt, ...)
                 if (journal_send(&e, prio))
                         return;
         }
-        fprintf(stderr, "httpgate[%d]: %s\n", (int)getpid(), msg);
+        if (!no_stderr)
+                fprintf(stderr, "httpgate[%d]: %s\n", (int)getpid(), msg);
 }
 
 void log_request(const struct log_request *r)
@@ -134,7 +138,8 @@ void log_request(const struct log_request *r)
                 if (journal_send(&e, prio))
                         return;
         }
-        fprintf(stderr, "httpgate[%d]: %s %s %s -> %s:%u %s%s%s\n", (int)getpid(), r->client, method, target, app,
+        if (!no_stderr)
+                fprintf(stderr, "httpgate[%d]: %s %s %s -> %s:%u %s%s%s\n", (int)getpid(), r->client, method, target, app,
                 r->port, status, sep, why);
 }
 
@@ -159,6 +164,7 @@ void log_end(const char *client, const char *app, unsigned port, const struct re
                 if (journal_send(&e, LOG_INFO))
                         return;
         }
-        fprintf(stderr, "httpgate[%d]: %s done %s:%u requests=%u up=%llu down=%llu %llums end=%s\n", (int)getpid(),
+        if (!no_stderr)
+                fprintf(stderr, "httpgate[%d]: %s done %s:%u requests=%u up=%llu down=%llu %llums end=%s\n", (int)getpid(),
                 client, app ? app : "-", port, s->requests, up, down, (unsigned long long)(usec / 1000), s->end);
 }

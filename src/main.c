@@ -45,16 +45,16 @@ static int check(const char *path)
                 const struct name_entry *e = &n.v[i];
                 uid_t uid;
                 gid_t gid;
+                if (names_find(&n, e->key, strlen(e->key)) != e) {
+                        printf("%s:%u: key %s appears earlier too; this line is never used\n", path, e->line, e->key);
+                        bad++;
+                }
                 if (e->port == 0)
                         continue;
                 r = names_user(e, &uid, &gid, NULL, 0);
                 if (r < 0) {
                         printf("%s:%u: user %s %s\n", path, e->line, e->user,
                                r == -EPERM ? "has uid or gid 0: refused" : "does not exist");
-                        bad++;
-                }
-                if (names_find(&n, e->key, strlen(e->key)) != e) {
-                        printf("%s:%u: key %s appears earlier too; this line is never used\n", path, e->line, e->key);
                         bad++;
                 }
         }

@@ -118,9 +118,10 @@ int names_parse(char *text, size_t len, struct names *ret, names_report_fn *repo
                 char **argv = NULL;
 
                 lineno++;
+                char *eol = stop;
                 *stop = '\0';
-                if (stop > line && stop[-1] == '\r')
-                        stop[-1] = '\0';
+                if (eol > line && eol[-1] == '\r')
+                        *--eol = '\0'; /* CRLF files work too */
                 line += strspn(line, " \t");
                 if (*line != '\0' && *line != '#') {
                         if (n == cap) {
@@ -131,9 +132,9 @@ int names_parse(char *text, size_t len, struct names *ret, names_report_fn *repo
                                 }
                                 v = w, cap *= 2;
                         }
-                        if ((size_t)(stop - line) >= NAMES_LINE_MAX)
+                        if ((size_t)(eol - line) >= NAMES_LINE_MAX)
                                 problem = "line longer than 4095 bytes";
-                        else if (memchr(line, '\0', (size_t)(stop - line)))
+                        else if (memchr(line, '\0', (size_t)(eol - line)))
                                 problem = "NUL byte in line";
                         else if (parse_line(line, lineno, &v[n], &argv, &problem) == 0)
                                 n++;

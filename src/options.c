@@ -32,6 +32,7 @@ static void usage(FILE *f)
                 "      --methods=LIST        methods forwarded (GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS)\n"
                 "      --lock-dir=DIR        start locks without systemd\n"
                 "      --launcher=SOCKET     app launcher (" LAUNCHER_SOCKET "; empty: none)\n"
+                "      --pem=KEY,CERT|PEM    TLS certificate, as the positional PEM\n"
                 "      --tls-dir=DIR         TLS: DIR/HOST/privkey.pem and fullchain.pem, by SNI\n"
                 "      --tls-priority=STR    TLS: GnuTLS priority string (TLS 1.2 and 1.3)\n"
                 "      --tls-ticket-key=FILE TLS: 64-byte session ticket key (default: state dir)\n"
@@ -99,7 +100,7 @@ static int positional_default(struct options *o, const char *s)
 int options_parse(int argc, char **argv, struct options *o)
 {
         enum { O_HEAD = 256, O_IDLE, O_START, O_MAXHEAD, O_VOID, O_BACKEND, O_FWD, O_METHODS, O_LOCK, O_CHECK,
-               O_TLSDIR, O_TLSPRIO, O_TICKET, O_LAUNCHER };
+               O_TLSDIR, O_TLSPRIO, O_TICKET, O_LAUNCHER, O_PEM };
         static const struct option longopts[] = {
                 { "names", required_argument, NULL, 'n' },
                 { "default-port", required_argument, NULL, 'p' },
@@ -115,6 +116,7 @@ int options_parse(int argc, char **argv, struct options *o)
                 { "lock-dir", required_argument, NULL, O_LOCK },
                 { "check", required_argument, NULL, O_CHECK },
                 { "launcher", required_argument, NULL, O_LAUNCHER },
+                { "pem", required_argument, NULL, O_PEM },
                 { "tls-dir", required_argument, NULL, O_TLSDIR },
                 { "tls-priority", required_argument, NULL, O_TLSPRIO },
                 { "tls-ticket-key", required_argument, NULL, O_TICKET },
@@ -149,6 +151,7 @@ int options_parse(int argc, char **argv, struct options *o)
                 case O_LOCK: o->lock_dir = optarg; break;
                 case O_CHECK: o->check_path = optarg; break;
                 case O_LAUNCHER: o->launcher = optarg; break;
+                case O_PEM: o->pem = optarg; break;
                 case O_TLSDIR: o->tls_dir = optarg; break;
                 case O_TLSPRIO: o->tls_priority = optarg; break;
                 case O_TICKET: o->tls_ticket_key = optarg; break;

@@ -114,11 +114,15 @@ static int finish(struct relay *r, int code, const char *end)
         return 1;
 }
 
-static void log_req(struct relay *r, const struct request *q, const char *head, int status, const char *why)
+/* One journal entry per request; rt (when routed) names the app, else the
+ * app the connection is with. */
+static void log_req(struct relay *r, const struct request *q, const struct route *rt, int status, const char *why)
 {
+        const char *head = r->in;
+        const struct name_entry *e = rt ? rt->entry : r->be_entry;
         struct log_request l = {
-                .app = r->be_entry ? r->be_entry->key : NULL,
-                .port = r->be_port,
+                .app = e ? e->key : NULL,
+                .port = rt ? rt->port : r->be_port,
                 .client = r->ctx->client_addr,
                 .method = q ? head + q->method.off : NULL,
                 .method_len = q ? q->method.len : 0,
@@ -136,6 +140,8 @@ static int exit_for(int status)
                 return EXIT_TIMEOUT;
         if (status == 501 || status == 505)
                 return EXIT_CLIENT; /* the client asked for what the gate does not do */
+        if (status == 410)
+                return EXIT_BACKEND; /* only sent when the session's app is not there */
         return status >= 500 ? EXIT_BACKEND : status >= 400 ? EXIT_CLIENT : EXIT_DONE;
 }
 
@@ -187,15 +193,18 @@ static int out_printf(struct relay *r, const char *fmt, const char *a, const cha
         return 0;
 }
 
-static bool gate_owned(const struct conn_ctx *ctx, const char *head, struct span f)
+/* Fields the app must not get from the client: the gate's own, and an
+ * Upgrade the gate will not follow. */
+static bool dropped(const struct conn_ctx *ctx, const char *head, struct span f, bool no_upgrade)
 {
-        if (field_is(head, f, "x-pil"))
+        if (field_is(head, f, "x-pil") || (no_upgrade && field_is(head, f, "upgrade")))
                 return true;
         return ctx->opt->forwarded && (field_is(head, f, "forwarded") || field_is(head, f, "x-forwarded-for") ||
                                        field_is(head, f, "x-forwarded-proto") || field_is(head, f, "x-forwarded-host"));
 }
 
-static int build_head(struct relay *r, const struct request *q, const char *head, const char *target, size_t tlen)
+static int build_head(struct relay *r, const struct request *q, const char *head, const char *target, size_t tlen,
+                      bool no_upgrade)
 {
         const struct conn_ctx *ctx = r->ctx;
         const char *a = ctx->client_addr;
@@ -210,7 +219,7 @@ static int build_head(struct relay *r, const struct request *q, const char *head
         if (ctx->cipher)
                 e |= out_printf(r, "X-Pil: *Cipher=%s\r\n%s", ctx->cipher, "");
         for (unsigned k = 0; k < q->n_fields; k++)
-                if (!gate_owned(ctx, head, q->fields[k]))
+                if (!dropped(ctx, head, q->fields[k], no_upgrade))
                         e |= out_add(r, head + q->fields[k].off, q->fields[k].len);
         if (ctx->opt->forwarded) {
                 e |= out_printf(r, v6 ? "Forwarded: for=\"[%s]\";proto=%s\r\n" : "Forwarded: for=%s;proto=%s\r\n", a,
@@ -278,11 +287,11 @@ static int open_backend(struct relay *r, const struct route *rt, const struct re
         }
         /* An expired session URL ("~" in the target) gets httpGate's 410. */
         if (memchr(head + q->target.off, '~', q->target.len)) {
-                log_req(r, q, head, 410, b.why);
+                log_req(r, q, rt, 410, b.why);
                 r->be = -1;
                 return answer(r, 410, NULL, void_file(r, rt, vbuf, sizeof(vbuf)));
         }
-        log_req(r, q, head, b.status, b.why);
+        log_req(r, q, rt, b.status, b.why);
         return answer(r, b.status, NULL, NULL);
 }
 
@@ -297,22 +306,22 @@ static int handle_head(struct relay *r)
         struct request q;
         struct route rt;
         struct span path = { 0, 0 };
-        bool asterisk;
+        bool asterisk, tunnel;
         char target[HEAD_MAX_LIMIT];
         int s = request_parse(r->in, r->in_len, r->ctx->opt->max_head, &q), tlen;
 
         if (s == -EAGAIN)
                 return -EAGAIN;
         if (s > 0) {
-                log_req(r, NULL, r->in, s, "bad request head");
+                log_req(r, NULL, NULL, s, "bad request head");
                 return answer(r, s, NULL, NULL);
         }
         if (!options_method_allowed(r->ctx->opt, r->in + q.method.off, q.method.len)) {
-                log_req(r, &q, r->in, 501, "method not forwarded");
+                log_req(r, &q, NULL, 501, "method not forwarded");
                 return answer(r, 501, NULL, NULL);
         }
         if (target_path(r->in, &q, &path, &asterisk) != 0) {
-                log_req(r, &q, r->in, 400, "target form not accepted");
+                log_req(r, &q, NULL, 400, "target form not accepted");
                 return answer(r, 400, NULL, NULL);
         }
         if (path.len)
@@ -320,11 +329,16 @@ static int handle_head(struct relay *r)
         else
                 route(r->ctx->table, "/", 1, &rt);
         if (rt.kind == ROUTE_ERROR) {
-                log_req(r, &q, r->in, rt.status, rt.status == 403 ? "port refused" : "no such app and no default");
-                return answer(r, rt.status, NULL, NULL);
+                log_req(r, &q, &rt, rt.status,
+                        rt.status == 403 ? "port refused"
+                        : rt.status == 503 ? "names file unreadable" : "no such app and no default");
+                s = answer(r, rt.status, NULL, NULL);
+                if (rt.status == 503 && r->st.end)
+                        r->st.exit_code = EXIT_CONFIG;
+                return s;
         }
         if (rt.kind == ROUTE_REDIRECT) {
-                log_req(r, &q, r->in, 302, NULL);
+                log_req(r, &q, &rt, 302, NULL);
                 return answer(r, 302, rt.entry->redirect, NULL);
         }
         if (r->be >= 0 && rt.port != r->be_port && rt.explicit_) {
@@ -341,18 +355,21 @@ static int handle_head(struct relay *r)
         } else if (path.len == 0) {
                 tlen = (memcpy(target, "/", 1), 1);
         } else if ((tlen = route_rewrite(&rt, r->in + path.off, path.len, target, sizeof(target))) < 0) {
-                log_req(r, &q, r->in, 414, "rewritten target too long");
+                log_req(r, &q, NULL, 414, "rewritten target too long");
                 return answer(r, 414, NULL, NULL);
         }
         if (r->be < 0) {
                 if ((s = open_backend(r, &rt, &q, r->in)) != 0)
                         return s;
         }
-        if (build_head(r, &q, r->in, target, (size_t)tlen) < 0) {
-                log_req(r, &q, r->in, 431, "head too large after rewriting");
+        /* Only on a connection's first request can the gate be sure that the
+         * next response bytes answer it: a later Upgrade is not passed on. */
+        tunnel = q.upgrade && r->st.requests == 0 && q.framing == BODY_NONE;
+        if (build_head(r, &q, r->in, target, (size_t)tlen, q.upgrade && !tunnel) < 0) {
+                log_req(r, &q, NULL, 431, "head too large after rewriting");
                 return answer(r, 431, NULL, NULL);
         }
-        log_req(r, &q, r->in, 0, NULL);
+        log_req(r, &q, NULL, 0, NULL);
         r->st.requests++;
         consume_in(r, q.head_len);
         r->head_start = 0;
@@ -362,9 +379,7 @@ static int handle_head(struct relay *r)
         } else if (q.framing == BODY_CHUNKED) {
                 r->rq = RQ_CHUNKED;
                 r->ch = (struct chunked){ 0 };
-        } else if (q.upgrade && r->st.requests == 1) {
-                /* Only on a connection's first request can the gate be sure
-                 * that the next response bytes are the answer to it. */
+        } else if (tunnel) {
                 r->rq = RQ_UPGRADE;
                 r->status_len = 0;
         }
@@ -389,9 +404,15 @@ static int process_in(struct relay *r)
                         return -EAGAIN;
                 if (!r->head_start)
                         r->head_start = now_ms();
+                /* RFC 9112 2.2: an empty line before a request line is ignored
+                 * (some clients add one after a body). */
+                if (r->in_len >= 2 && r->in[0] == '\r' && r->in[1] == '\n') {
+                        consume_in(r, 2);
+                        return 0;
+                }
                 k = handle_head(r);
                 if (k == -EAGAIN && r->client_eof) {
-                        log_req(r, NULL, r->in, 400, "client closed inside a request head");
+                        log_req(r, NULL, NULL, 400, "client closed inside a request head");
                         return answer(r, 400, NULL, NULL);
                 }
                 return k;
@@ -409,7 +430,7 @@ static int process_in(struct relay *r)
                         return -EAGAIN;
                 k = chunked_feed(&r->ch, r->in, r->in_len, &fwd);
                 if (k < 0) {
-                        log_req(r, NULL, r->in, 400, "malformed chunked body");
+                        log_req(r, NULL, NULL, 400, "malformed chunked body");
                         return answer(r, 400, NULL, NULL);
                 }
                 (void)out_add(r, r->in, fwd);
@@ -671,7 +692,7 @@ static int timeout_ms(const struct relay *r, uint64_t now)
 static int check_timeouts(struct relay *r, uint64_t now)
 {
         if (r->rq == RQ_HEAD && r->head_start && now >= r->head_start + (uint64_t)r->ctx->opt->head_timeout * 1000) {
-                log_req(r, NULL, r->in, 408, "request head timeout");
+                log_req(r, NULL, NULL, 408, "request head timeout");
                 r->head_start = 0;
                 return answer(r, 408, NULL, NULL);
         }

@@ -11,6 +11,7 @@
  * port above 65535 is a key, not a truncated number; a default entry's
  * prefix is separated from the path by "/"; a names file with several entries
  * and no "@" has no default (httpGate used the first entry's port). */
+#include <errno.h>
 #include <string.h>
 
 #include "httpgate.h"
@@ -93,7 +94,7 @@ int route_rewrite(const struct route *r, const char *target, size_t len, char *o
         if (!r->prefix && rest < len && target[rest] == '/')
                 rest++;
         if (1 + plen + (r->slash ? 1 : 0) + (len - rest) > size)
-                return -1;
+                return -ENOBUFS;
         out[n++] = '/';
         memcpy(out + n, r->prefix ? r->prefix : "", plen);
         n += plen;

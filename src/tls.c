@@ -28,6 +28,7 @@
 struct tls_state {
         const struct options *opt;
         gnutls_certificate_credentials_t creds;
+        bool cert_failed;        /* the certificate, not the client, is at fault */
         char *why;
         size_t why_size;
 };
@@ -124,8 +125,10 @@ static int on_client_hello(gnutls_session_t s)
         for (char *c = host; *c; c++)
                 *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
         r = t->opt->tls_dir ? load_dir(t, host) : load_pem_arg(t, t->opt->pem);
-        if (r < 0)
+        if (r < 0) {
+                t->cert_failed = true;
                 return GNUTLS_E_CERTIFICATE_ERROR;
+        }
         return gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->creds);
 }
 
@@ -227,7 +230,7 @@ int tls_accept(struct client *c, const struct options *o, const char **cipher, c
         gnutls_handshake_set_timeout(s, TLS_HANDSHAKE_TIMEOUT_MS);
         c->tls = s;
         if ((r = handshake(s, c, why, why_size)) < 0)
-                return r;
+                return t.cert_failed ? -EINVAL : r;
         *cipher = gnutls_cipher_suite_get_name(gnutls_kx_get(s), gnutls_cipher_get(s), gnutls_mac_get(s));
         if (!*cipher) /* TLS 1.3 suites have no key exchange in their name */
                 *cipher = gnutls_cipher_get_name(gnutls_cipher_get(s));

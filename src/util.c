@@ -16,7 +16,7 @@ int parse_uint(const char *s, size_t len, uint64_t max, uint64_t *ret)
 
                 if (d > 9)
                         return -EINVAL;
-                if (v > (max - d) / 10)
+                if (d > max || v > (max - d) / 10)
                         return -ERANGE;
                 v = v * 10 + d;
         }
