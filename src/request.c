@@ -50,24 +50,37 @@ static struct span field_value(const char *buf, struct span f)
         return (struct span){ a, b - a };
 }
 
-/* Calls fn for each comma-separated element of a list value (RFC 9110 5.6.1),
- * with OWS trimmed; empty elements are skipped. */
-static bool list_has(const char *buf, struct span v, const char *token)
+/* The next non-empty element of a comma-separated list value (RFC 9110
+ * 5.6.1) from *i, OWS trimmed, into [*a, *b). False at the end. */
+static bool list_next(const char *buf, size_t *i, size_t end, size_t *a, size_t *b)
 {
-        size_t i = v.off, end = v.off + v.len, l = strlen(token);
-
-        while (i < end) {
-                size_t a = i, b;
-                while (i < end && buf[i] != ',')
-                        i++;
-                b = i++;
-                while (a < b && (buf[a] == ' ' || buf[a] == '\t'))
-                        a++;
-                while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t'))
-                        b--;
-                if (b - a == l && strncasecmp(buf + a, token, l) == 0)
+        while (*i < end) {
+                *a = *i;
+                while (*i < end && buf[*i] != ',')
+                        (*i)++;
+                *b = (*i)++;
+                while (*a < *b && (buf[*a] == ' ' || buf[*a] == '\t'))
+                        (*a)++;
+                while (*b > *a && (buf[*b - 1] == ' ' || buf[*b - 1] == '\t'))
+                        (*b)--;
+                if (*b > *a)
                         return true;
         }
+        return false;
+}
+
+static bool is_token(const char *buf, size_t a, size_t b, const char *token)
+{
+        return b - a == strlen(token) && strncasecmp(buf + a, token, b - a) == 0;
+}
+
+static bool list_has(const char *buf, struct span v, const char *token)
+{
+        size_t i = v.off, a, b;
+
+        while (list_next(buf, &i, v.off + v.len, &a, &b))
+                if (is_token(buf, a, b, token))
+                        return true;
         return false;
 }
 
@@ -135,8 +148,8 @@ static int parse_field(const char *buf, size_t off, size_t end)
  * (RFC 9112 6.1-6.3, 9.3). */
 static int parse_framing(const char *buf, struct request *r)
 {
-        bool have_cl = false, have_te = false, te_chunked = false, keep_alive = false;
-        unsigned n_te = 0, n_host = 0;
+        bool have_cl = false, have_te = false, te_last_chunked = false, keep_alive = false;
+        unsigned n_chunked = 0, n_other = 0, n_host = 0;
         bool conn_upgrade = false, has_upgrade = false;
 
         r->close = false;
@@ -152,12 +165,14 @@ static int parse_framing(const char *buf, struct request *r)
                         have_cl = true;
                         r->content_length = cl;
                 } else if (field_is(buf, f, "transfer-encoding")) {
+                        size_t i, a, b;
                         v = field_value(buf, f);
                         have_te = true;
-                        n_te++;
-                        /* Only a lone "chunked" is understood (RFC 9112 6.1);
-                         * anything else, "chunked, identity" included, is 501. */
-                        te_chunked = v.len == 7 && strncasecmp(buf + v.off, "chunked", 7) == 0;
+                        for (i = v.off; list_next(buf, &i, v.off + v.len, &a, &b);) {
+                                te_last_chunked = is_token(buf, a, b, "chunked");
+                                n_chunked += te_last_chunked;
+                                n_other += !te_last_chunked;
+                        }
                 } else if (field_is(buf, f, "connection")) {
                         v = field_value(buf, f);
                         if (list_has(buf, v, "close"))
@@ -177,7 +192,11 @@ static int parse_framing(const char *buf, struct request *r)
         if (have_te) {
                 if (r->minor == 0 || have_cl)
                         return 400; /* RFC 9112 6.1: TE on 1.0, or TE with CL */
-                if (n_te > 1 || !te_chunked)
+                /* RFC 9112 6.3: chunked must be the last coding, and only
+                 * once; other codings are not understood here (501). */
+                if (!te_last_chunked || n_chunked > 1)
+                        return 400;
+                if (n_other)
                         return 501;
                 r->framing = BODY_CHUNKED;
         } else if (have_cl && r->content_length > 0) {
