@@ -262,6 +262,7 @@ ssize_t tls_read(struct client *c, void *buf, size_t len);
 ssize_t tls_write(struct client *c, const void *buf, size_t len);
 size_t client_pending(struct client *c); /* decrypted bytes buffered */
 void tls_bye(struct client *c);
+void tls_end(struct client *c); /* frees the session */
 
 /* ---- notls.c: the plain build's stand-ins for tls.c ---- */
 /* Replaces this process with httpgate-tls beside it; returns only on error. */

@@ -30,7 +30,7 @@ static sd_bus *bus;
 static char *unit_path;          /* the unit's object path */
 static char job_path[256];       /* "" until StartTransientUnit answered */
 static char job_result[32];      /* JobRemoved's result: "" while pending */
-static bool job_done, stopped;
+static bool job_done, changed;  /* changed: a PropertiesChanged arrived */
 static struct unit_state st;
 
 static uint64_t mono_usec(void)
@@ -71,7 +71,9 @@ static void read_string_variant(sd_bus_message *m, char *out, size_t size)
 }
 
 /* PropertiesChanged(s interface, a{sv} changed, as invalidated): keeps the
- * few values that say whether and how the unit stopped. */
+ * few values that say how the unit stopped, for the reason. Whether it runs
+ * is asked anew (current_state) after each signal: queued signals may be
+ * older than what the launcher already knows, so they only wake it up. */
 static int on_properties(sd_bus_message *m, void *data, sd_bus_error *err)
 {
         const char *iface, *name;
@@ -96,9 +98,7 @@ static int on_properties(sd_bus_message *m, void *data, sd_bus_error *err)
                 if (sd_bus_message_exit_container(m) < 0)
                         return 0;
         }
-        if (strcmp(st.active, "inactive") == 0 || strcmp(st.active, "failed") == 0 ||
-            strcmp(st.active, "deactivating") == 0)
-                stopped = true;
+        changed = true;
         return 0;
 }
 
@@ -189,6 +189,20 @@ static bool is_running(const char *state)
         return strcmp(state, "active") == 0 || strcmp(state, "activating") == 0 || strcmp(state, "reloading") == 0;
 }
 
+/* The unit's ActiveState now, into st.active. A unit already collected reads
+ * as "inactive" (systemd answers for any unit name). */
+static bool current_running(void)
+{
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        char *state = NULL;
+        int r = sd_bus_get_property_string(bus, SD_DEST, unit_path, SD_UNIT, "ActiveState", &err, &state);
+
+        sd_bus_error_free(&err);
+        snprintf(st.active, sizeof(st.active), "%s", r < 0 ? "gone" : state);
+        free(state);
+        return r >= 0 && is_running(st.active);
+}
+
 static void stop_reason(const struct app_unit *a, char *why, size_t size)
 {
         if (st.exec_code == CLD_EXITED)
@@ -208,16 +222,7 @@ static void stop_reason(const struct app_unit *a, char *why, size_t size)
  * UNIT_RUNNING, 0 to retry, or negative errno with why. */
 static int existing(const struct app_unit *a, char *why, size_t size)
 {
-        sd_bus_error err = SD_BUS_ERROR_NULL;
-        char *state = NULL;
-        int r = sd_bus_get_property_string(bus, SD_DEST, unit_path, SD_UNIT, "ActiveState", &err, &state);
-
-        sd_bus_error_free(&err);
-        if (r < 0)
-                return 0; /* collected meanwhile: start it anew */
-        snprintf(st.active, sizeof(st.active), "%s", state);
-        free(state);
-        if (is_running(st.active))
+        if (current_running())
                 return UNIT_RUNNING;
         snprintf(why, size, "%s exists and is %s", a->unit, st.active);
         return 0;
@@ -284,8 +289,8 @@ int unit_start(const struct app_unit *a, int client, char *why, size_t size)
         if (r < 0)
                 return r;
         while (sd_bus_process(bus, NULL) > 0)
-                ; /* take in the state changes that came with the job */
-        if (strcmp(job_result, "done") != 0 || stopped) {
+                ; /* take in the exit status, if it came with the job */
+        if (strcmp(job_result, "done") != 0 || !current_running()) {
                 stop_reason(a, why, size);
                 if (strcmp(job_result, "done") != 0 && st.exec_code == 0)
                         snprintf(why, size, "%s could not start: job %s", a->unit, job_result);
@@ -296,10 +301,17 @@ int unit_start(const struct app_unit *a, int client, char *why, size_t size)
 
 int unit_watch(const struct app_unit *a, int client, unsigned watch_sec, char *why, size_t size)
 {
-        int r = run_until(&stopped, client, mono_usec() + watch_sec * 1000000ULL);
+        uint64_t deadline = mono_usec() + watch_sec * 1000000ULL;
 
-        if (r < 0)
-                return 0; /* the gate hung up, the watch ended or the bus went: nothing to report */
+        for (;;) {
+                changed = false;
+                if (run_until(&changed, client, deadline) < 0)
+                        return 0; /* the gate hung up, the watch ended or the bus went: nothing to report */
+                while (sd_bus_process(bus, NULL) > 0)
+                        ; /* all that is queued, so that the exit status is in */
+                if (!current_running())
+                        break;
+        }
         stop_reason(a, why, size);
         return 1;
 }

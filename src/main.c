@@ -118,6 +118,7 @@ int main(int argc, char **argv)
         if ((opt.pem && *opt.pem) || opt.tls_dir) {
                 r = tls_accept(&client, &opt, &ctx.cipher, why, sizeof(why));
                 if (r < 0) {
+                        tls_end(&client);
                         log_msg(r == -EPROTO || r == -ETIMEDOUT ? LOG_NOTICE : LOG_ERR, "%s: %s", client.addr, why);
                         return r == -EPROTO || r == -ETIMEDOUT ? EXIT_CLIENT : EXIT_CONFIG;
                 }
@@ -125,6 +126,7 @@ int main(int argc, char **argv)
         }
 
         r = relay_serve(&ctx, &st);
+        tls_end(&client);
         log_end(client.addr, st.app, st.port, &st, now_usec() - start);
         names_free(&names);
         return r;

@@ -560,13 +560,15 @@ static int backend_out(struct relay *r)
                 r->up.len -= (size_t)n;
                 activity(r);
         }
-        /* The client finished sending and the app has it all: pass the half-close on. */
-        if ((r->rq == RQ_CLOSED || r->client_eof) && r->rq != RQ_UPGRADE && !r->be_wr_shut &&
-            r->out_len == r->out_off && r->up.len == 0 && r->in_len == 0) {
-                if (shutdown(r->be, SHUT_WR) == 0)
-                        r->be_wr_shut = true;
-        }
         return 0;
+}
+
+/* The client finished sending and the app has it all: pass the half-close on. */
+static void pass_half_close(struct relay *r)
+{
+        if (r->be >= 0 && !r->be_wr_shut && (r->rq == RQ_CLOSED || r->client_eof) && r->rq != RQ_UPGRADE &&
+            r->out_len == r->out_off && r->up.len == 0 && r->in_len == 0 && shutdown(r->be, SHUT_WR) == 0)
+                r->be_wr_shut = true;
 }
 
 /* The status line of the answer to an Upgrade request decides: 101 makes the
@@ -713,6 +715,7 @@ static int relay_loop(struct relay *r)
                         ;
                 if (k > 0 || r->st.end)
                         return 0;
+                pass_half_close(r);
                 if ((k = after_backend(r)) == 2)
                         continue;
                 if (k || r->st.end)

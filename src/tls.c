@@ -231,9 +231,7 @@ int tls_accept(struct client *c, const struct options *o, const char **cipher, c
         c->tls = s;
         if ((r = handshake(s, c, why, why_size)) < 0)
                 return t.cert_failed ? -EINVAL : r;
-        *cipher = gnutls_cipher_suite_get_name(gnutls_kx_get(s), gnutls_cipher_get(s), gnutls_mac_get(s));
-        if (!*cipher) /* TLS 1.3 suites have no key exchange in their name */
-                *cipher = gnutls_cipher_get_name(gnutls_cipher_get(s));
+        *cipher = gnutls_ciphersuite_get(s); /* the IANA name, right for 1.2 and 1.3 */
         c->tls_resumed = gnutls_session_is_resumed(s);
         return 0;
 }
@@ -266,6 +264,19 @@ ssize_t tls_write(struct client *c, const void *buf, size_t len)
 size_t client_pending(struct client *c)
 {
         return c->tls ? gnutls_record_check_pending(c->tls) : 0;
+}
+
+void tls_end(struct client *c)
+{
+        struct tls_state *t;
+
+        if (!c->tls)
+                return;
+        t = gnutls_session_get_ptr(c->tls);
+        gnutls_deinit(c->tls);
+        if (t && t->creds)
+                gnutls_certificate_free_credentials(t->creds);
+        c->tls = NULL;
 }
 
 void tls_bye(struct client *c)
