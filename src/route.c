@@ -8,9 +8,10 @@
  *   /other       the "@" entry (or the only one), else the default port, else 404
  *
  * Deliberate differences from httpGate (httpgate.names(5) lists them): a
- * port above 65535 is a key, not a truncated number; a default entry's
- * prefix is separated from the path by "/"; a names file with several entries
- * and no "@" has no default (httpGate used the first entry's port). */
+ * port above 65535, or with a sign ("+8080"), is a key, not a number; a
+ * default entry's prefix is separated from the path by "/"; a names file with
+ * several entries and no "@" has no default (httpGate used the first entry's
+ * port). */
 #include <errno.h>
 #include <string.h>
 
@@ -74,7 +75,7 @@ void route(const struct route_table *t, const char *target, size_t len, struct r
         r->rest_off = p;
         if (names && (e = names_default(names))) {
                 route_entry(e, r);
-                r->slash = e->prefix && p < len && target[p] != '?';
+                r->slash = e->prefix && p < len && target[p] != '?' && target[p] != '/';
                 return;
         }
         if (t->opt->default_port) {
