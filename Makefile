@@ -17,7 +17,7 @@ SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 # links nothing but libc (each connection pays for what a process loads) and
 # becomes httpgate-tls, which adds GnuTLS, when a certificate is configured.
 CORE = src/util.c src/names.c src/index.c src/route.c src/request.c src/chunked.c src/options.c \
-       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/relay.c src/main.c
+       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/relay.c src/main.c
 CORE += src/launch.c
 HDRS = src/httpgate.h
 
@@ -122,3 +122,23 @@ clean-systemd:
 .PHONY: install-systemd clean-systemd
 
 .PHONY: fuzz
+
+# make bench: httpgate against its peers on loopback, in a private network
+# namespace; prints the tables and writes bench/results.md (bench/README-perf.md
+# says what the columns mean). BENCH_QUICK=1 for a smoke run of a minute.
+build/bench/relay-glibc: bench/relay.c
+	@mkdir -p build/bench
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ bench/relay.c
+
+build/bench/tlsload: bench/tlsload.c
+	@mkdir -p build/bench
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror $(TLS_CFLAGS) -o $@ bench/tlsload.c $(TLS_LIBS)
+
+build/bench/relay-musl: bench/relay.c
+	@mkdir -p build/bench
+	if command -v musl-gcc >/dev/null 2>&1; then musl-gcc -static -O2 -Wall -Wextra -Werror -o $@ bench/relay.c; fi
+
+bench: deps all build/bench/relay-glibc build/bench/relay-musl build/bench/tlsload
+	@bench/run.py
+
+.PHONY: bench

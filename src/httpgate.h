@@ -297,6 +297,16 @@ struct conn_ctx {
  * Returns the exit code, also in st->exit_code. */
 int relay_serve(struct conn_ctx *ctx, struct relay_stats *st);
 
+/* ---- rewrite.c: the head the app gets ---- */
+/* The path to route on (origin-form, or absolute-form's path; "*" sets
+ * *asterisk). Returns 0 or 400. */
+int target_path(const char *head, const struct request *q, struct span *path, bool *asterisk);
+/* Writes request line, X-Pil lines, the client's fields minus the gate's own
+ * (and Upgrade when no_upgrade), Forwarded lines when configured, and the
+ * empty line into buf. Returns the length or -ENOBUFS. */
+int head_rewrite(const struct conn_ctx *ctx, const struct request *q, const char *head, const char *target,
+                 size_t tlen, bool no_upgrade, char *buf, size_t cap);
+
 /* ---- log.c: journal with structured fields, or plain stderr ---- */
 void log_init(void);
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

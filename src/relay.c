@@ -172,8 +172,6 @@ static int answer(struct relay *r, int status, const char *location, const char 
         return finish(r, exit_for(status), status < 400 ? "redirected" : "answered with an error");
 }
 
-/* ---- building the head the app gets ---- */
-
 static int out_add(struct relay *r, const void *p, size_t n)
 {
         if (r->out_len + n > r->out_cap)
@@ -183,83 +181,7 @@ static int out_add(struct relay *r, const void *p, size_t n)
         return 0;
 }
 
-static int out_printf(struct relay *r, const char *fmt, const char *a, const char *b)
-{
-        int n = snprintf(r->out + r->out_len, r->out_cap - r->out_len, fmt, a, b);
-
-        if (n < 0 || (size_t)n >= r->out_cap - r->out_len)
-                return -ENOBUFS;
-        r->out_len += (size_t)n;
-        return 0;
-}
-
-/* Fields the app must not get from the client: the gate's own, and an
- * Upgrade the gate will not follow. */
-static bool dropped(const struct conn_ctx *ctx, const char *head, struct span f, bool no_upgrade)
-{
-        if (field_is(head, f, "x-pil") || (no_upgrade && field_is(head, f, "upgrade")))
-                return true;
-        return ctx->opt->forwarded && (field_is(head, f, "forwarded") || field_is(head, f, "x-forwarded-for") ||
-                                       field_is(head, f, "x-forwarded-proto") || field_is(head, f, "x-forwarded-host"));
-}
-
-static int build_head(struct relay *r, const struct request *q, const char *head, const char *target, size_t tlen,
-                      bool no_upgrade)
-{
-        const struct conn_ctx *ctx = r->ctx;
-        const char *a = ctx->client_addr;
-        bool v6 = strchr(a, ':') != NULL;
-        int e = 0;
-
-        e |= out_add(r, head + q->method.off, q->method.len);
-        e |= out_add(r, " ", 1);
-        e |= out_add(r, target, tlen);
-        e |= out_add(r, head + q->version.off - 1, q->line_len - q->version.off + 1);
-        e |= out_printf(r, "X-Pil: *Gate=%s\r\nX-Pil: *Adr=%s\r\n", ctx->gate, a);
-        if (ctx->cipher)
-                e |= out_printf(r, "X-Pil: *Cipher=%s\r\n%s", ctx->cipher, "");
-        for (unsigned k = 0; k < q->n_fields; k++)
-                if (!dropped(ctx, head, q->fields[k], no_upgrade))
-                        e |= out_add(r, head + q->fields[k].off, q->fields[k].len);
-        if (ctx->opt->forwarded) {
-                e |= out_printf(r, v6 ? "Forwarded: for=\"[%s]\";proto=%s\r\n" : "Forwarded: for=%s;proto=%s\r\n", a,
-                                ctx->gate);
-                e |= out_printf(r, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n", a, ctx->gate);
-        }
-        e |= out_add(r, "\r\n", 2);
-        return e ? -ENOBUFS : 0;
-}
-
 /* ---- one request head ---- */
-
-/* The path to route on and the target to forward when no rewriting applies:
- * origin-form as is; absolute-form by its path (RFC 9112 3.2.2); "*" for
- * OPTIONS as "/". Returns 0 or 400. */
-static int target_path(const char *head, const struct request *q, struct span *path, bool *asterisk)
-{
-        const char *s = head + q->target.off;
-        uint32_t len = q->target.len, i;
-
-        *asterisk = false;
-        if (s[0] == '/') {
-                *path = q->target;
-                return 0;
-        }
-        if (len == 1 && s[0] == '*') {
-                *asterisk = true;
-                return q->method.len == 7 && memcmp(head + q->method.off, "OPTIONS", 7) == 0 ? 0 : 400;
-        }
-        if (len > 7 && strncasecmp(s, "http://", 7) == 0)
-                i = 7;
-        else if (len > 8 && strncasecmp(s, "https://", 8) == 0)
-                i = 8;
-        else
-                return 400;
-        while (i < len && s[i] != '/' && s[i] != '?')
-                i++;
-        *path = i < len && s[i] == '/' ? (struct span){ q->target.off + i, len - i } : (struct span){ 0, 0 };
-        return 0;
-}
 
 static const char *void_file(const struct relay *r, const struct route *rt, char *buf, size_t size)
 {
@@ -308,7 +230,7 @@ static int handle_head(struct relay *r)
         struct span path = { 0, 0 };
         bool asterisk, tunnel;
         char target[HEAD_MAX_LIMIT];
-        int s = request_parse(r->in, r->in_len, r->ctx->opt->max_head, &q), tlen;
+        int s = request_parse(r->in, r->in_len, r->ctx->opt->max_head, &q), tlen, k;
 
         if (s == -EAGAIN)
                 return -EAGAIN;
@@ -365,10 +287,13 @@ static int handle_head(struct relay *r)
         /* Only on a connection's first request can the gate be sure that the
          * next response bytes answer it: a later Upgrade is not passed on. */
         tunnel = q.upgrade && r->st.requests == 0 && q.framing == BODY_NONE;
-        if (build_head(r, &q, r->in, target, (size_t)tlen, q.upgrade && !tunnel) < 0) {
+        k = head_rewrite(r->ctx, &q, r->in, target, (size_t)tlen, q.upgrade && !tunnel, r->out + r->out_len,
+                         r->out_cap - r->out_len);
+        if (k < 0) {
                 log_req(r, &q, NULL, 431, "head too large after rewriting");
                 return answer(r, 431, NULL, NULL);
         }
+        r->out_len += (size_t)k;
         log_req(r, &q, NULL, 0, NULL);
         r->st.requests++;
         consume_in(r, q.head_len);
