@@ -605,6 +605,12 @@ static int after_backend(struct relay *r)
         return 0;
 }
 
+/* Bytes accepted from one side and not yet given to the other. */
+static size_t pending(const struct relay *r)
+{
+        return (r->out_len - r->out_off) + r->up.len + r->down.len + (r->down_len - r->down_off);
+}
+
 static int timeout_ms(const struct relay *r, uint64_t now)
 {
         uint64_t idle = r->last_activity + (uint64_t)r->ctx->opt->idle_timeout * 1000, t = idle;
@@ -651,6 +657,19 @@ static int relay_loop(struct relay *r)
                         if (client_in(r) || r->st.end)
                                 return 0;
                         continue;
+                }
+                /* Writes are tried before waiting: a socket is nearly always
+                 * writable, so a request and its answer cost one wait each. */
+                if (r->out_len > r->out_off || r->up.len > 0 || !down_empty(r)) {
+                        size_t before = pending(r);
+                        if ((r->out_len > r->out_off || r->up.len > 0) && backend_out(r))
+                                return 0;
+                        if (!down_empty(r) && client_out(r))
+                                return 0;
+                        if (r->st.end)
+                                return 0;
+                        if (pending(r) != before)
+                                continue;
                 }
 
                 if (wants_read(r) || splice_budget(r))
