@@ -6,6 +6,7 @@
  * the unit stops before the gate hangs up. Never takes a user, directory or
  * command from its caller. The wire protocol is in httpgate.h (launch.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
 #include <poll.h>
@@ -37,6 +38,7 @@ enum {
         LEXIT_REFUSED = 1, /* the name was refused */
         LEXIT_APP     = 3, /* the app could not start, or stopped at once */
         LEXIT_BUS     = 70,
+        LEXIT_LOG     = 73, /* --append-output: the log file cannot be opened */
         LEXIT_CONFIG  = 78,
 };
 
@@ -222,6 +224,12 @@ static int prepare(const struct name_entry *e, struct app_unit *a, char *why, si
                 if (stat(dirname(dir), &s) < 0 || !S_ISDIR(s.st_mode))
                         return snprintf(why, size, "log directory of %.200s does not exist", a->log), 503;
         }
+        if (*a->log) {
+                ssize_t n = readlink("/proc/self/exe", a->helper, sizeof(a->helper) - 1);
+                if (n <= 0)
+                        return snprintf(why, size, "cannot find httpgate-launch itself: %s", strerror(errno)), 503;
+                a->helper[n] = '\0';
+        }
         snprintf(a->env_name, sizeof(a->env_name), "NAME=%s", e->key);
         snprintf(a->env_home, sizeof(a->env_home), "HOME=%s", home);
         snprintf(a->env_port, sizeof(a->env_port), "PORT=%u", e->port);
@@ -315,12 +323,41 @@ static int serve(int fd, const char *names_path)
         return LEXIT_STARTED;
 }
 
+/* --append-output LOG PROGRAM ARGV0 [ARG...]: runs inside the app's unit,
+ * as the app's user, and opens the log file there, as httpGate does after
+ * setuid. systemd's own StandardOutput=append: is not used because systemd
+ * opens that file as root and follows symlinks: whoever owns the app's
+ * directory could have root append the app's output to any file. */
+static int append_output(int argc, char **argv)
+{
+        int fd;
+
+        if (argc < 5) {
+                fprintf(stderr, "usage: httpgate-launch --append-output LOG PROGRAM ARGV0 [ARG...]\n");
+                return 64;
+        }
+        fd = open(argv[2], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+                fprintf(stderr, "httpgate-launch: cannot open the log file %s: %s\n", argv[2], strerror(errno));
+                return LEXIT_LOG;
+        }
+        if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) {
+                fprintf(stderr, "httpgate-launch: dup2: %s\n", strerror(errno));
+                return LEXIT_LOG;
+        }
+        execv(argv[3], argv + 4);
+        fprintf(stderr, "httpgate-launch: cannot execute %s: %s\n", argv[3], strerror(errno));
+        return 127;
+}
+
 int main(int argc, char **argv)
 {
         const char *js = getenv("JOURNAL_STREAM");
         unsigned long long dev, ino;
         struct stat s;
 
+        if (argc > 1 && strcmp(argv[1], "--append-output") == 0)
+                return append_output(argc, argv);
         if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
                 bool help = argc == 2 && strcmp(argv[1], "--help") == 0;
                 if (argc == 2 && strcmp(argv[1], "--version") == 0)

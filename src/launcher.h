@@ -20,6 +20,7 @@ struct app_unit {
         const struct name_entry *e;
         char exec[PATH_MAX];            /* absolute program */
         char log[PATH_MAX];             /* absolute log file, or "": journal */
+        char helper[PATH_MAX];          /* with a log: this program, which opens it */
         char user[64], group[64];
         char env_name[LAUNCH_NAME_MAX + 8], env_home[PATH_MAX + 8], env_port[16], env_lang[64];
 };

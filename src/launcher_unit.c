@@ -133,6 +133,9 @@ static int run_until(const bool *flag, int client, uint64_t deadline)
         }
 }
 
+/* ExecStart=: the entry's command; with a log file, behind
+ * "httpgate-launch --append-output LOG PROGRAM", which opens the log as the
+ * app's user (launcher.c says why not StandardOutput=append:). */
 static int append_exec(sd_bus_message *m, const struct app_unit *a)
 {
         int r;
@@ -140,8 +143,16 @@ static int append_exec(sd_bus_message *m, const struct app_unit *a)
         if ((r = sd_bus_message_open_container(m, 'r', "sv")) < 0 || (r = sd_bus_message_append(m, "s", "ExecStart")) < 0 ||
             (r = sd_bus_message_open_container(m, 'v', "a(sasb)")) < 0 ||
             (r = sd_bus_message_open_container(m, 'a', "(sasb)")) < 0 ||
-            (r = sd_bus_message_open_container(m, 'r', "sasb")) < 0 || (r = sd_bus_message_append(m, "s", a->exec)) < 0 ||
-            (r = sd_bus_message_append_strv(m, a->e->argv)) < 0 || (r = sd_bus_message_append(m, "b", 0)) < 0)
+            (r = sd_bus_message_open_container(m, 'r', "sasb")) < 0 ||
+            (r = sd_bus_message_append(m, "s", *a->log ? a->helper : a->exec)) < 0 ||
+            (r = sd_bus_message_open_container(m, 'a', "s")) < 0)
+                return r;
+        if (*a->log && (r = sd_bus_message_append(m, "ssss", a->helper, "--append-output", a->log, a->exec)) < 0)
+                return r;
+        for (char **arg = a->e->argv; *arg; arg++)
+                if ((r = sd_bus_message_append(m, "s", *arg)) < 0)
+                        return r;
+        if ((r = sd_bus_message_close_container(m)) < 0 || (r = sd_bus_message_append(m, "b", 0)) < 0)
                 return r;
         for (int i = 0; i < 4; i++)
                 if ((r = sd_bus_message_close_container(m)) < 0)
@@ -170,9 +181,6 @@ static int start_message(const struct app_unit *a, sd_bus_message **ret)
                                           a->env_name, a->env_home, a->env_port, a->env_lang, "PATH=" APP_PATH);
         if (r >= 0)
                 r = append_exec(m, a);
-        if (r >= 0 && *a->log)
-                r = sd_bus_message_append(m, "(sv)(sv)", "StandardOutputFileToAppend", "s", a->log,
-                                          "StandardErrorFileToAppend", "s", a->log);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
@@ -205,7 +213,9 @@ static bool current_running(void)
 
 static void stop_reason(const struct app_unit *a, char *why, size_t size)
 {
-        if (st.exec_code == CLD_EXITED)
+        if (st.exec_code == CLD_EXITED && st.exec_status == 73 && *a->log) /* launcher.c: LEXIT_LOG */
+                snprintf(why, size, "%s could not open its log file %.100s as %s", a->unit, a->log, a->user);
+        else if (st.exec_code == CLD_EXITED)
                 snprintf(why, size, "%s stopped before listening on port %u: exit status %d (%s)", a->unit,
                          a->e->port, st.exec_status, *st.result ? st.result : st.active);
         else if (st.exec_code == CLD_KILLED || st.exec_code == CLD_DUMPED)
