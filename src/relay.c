@@ -217,6 +217,16 @@ static int open_backend(struct relay *r, const struct route *rt, const struct re
         return answer(r, b.status, NULL, NULL);
 }
 
+/* Client bytes to the app from now on, spliced through the up pipe
+ * (opened on the first body: most connections never need it). */
+static int enter_body(struct relay *r, enum rq state)
+{
+        r->rq = state;
+        if (!r->c->tls && pipe_open(&r->up) < 0)
+                return finish(r, EXIT_SOFTWARE, "no pipe");
+        return 0;
+}
+
 static void consume_in(struct relay *r, size_t n)
 {
         memmove(r->in, r->in + n, r->in_len - n);
@@ -228,7 +238,7 @@ static int handle_head(struct relay *r)
         struct request q;
         struct route rt;
         struct span path = { 0, 0 };
-        bool asterisk, tunnel;
+        bool asterisk, tunnel, stay;
         char target[HEAD_MAX_LIMIT];
         int s = request_parse(r->in, r->in_len, r->ctx->opt->max_head, &q), tlen, k;
 
@@ -250,7 +260,10 @@ static int handle_head(struct relay *r)
                 route(r->ctx->table, r->in + path.off, path.len, &rt);
         else
                 route(r->ctx->table, "/", 1, &rt);
-        if (rt.kind == ROUTE_ERROR) {
+        /* On a connection with an app, a target no key claims stays with it,
+         * unchanged, as httpGate forwards every later request. */
+        stay = r->be >= 0 && (asterisk || (!rt.explicit_ && !(rt.kind == ROUTE_PORT && rt.port == r->be_port)));
+        if (rt.kind == ROUTE_ERROR && !stay) {
                 log_req(r, &q, &rt, rt.status,
                         rt.status == 403 ? "port refused"
                         : rt.status == 503 ? "names file unreadable" : "no such app and no default");
@@ -259,7 +272,7 @@ static int handle_head(struct relay *r)
                         r->st.exit_code = EXIT_CONFIG;
                 return s;
         }
-        if (rt.kind == ROUTE_REDIRECT) {
+        if (rt.kind == ROUTE_REDIRECT && !stay) {
                 log_req(r, &q, &rt, 302, NULL);
                 return answer(r, 302, rt.entry->redirect, NULL);
         }
@@ -270,8 +283,7 @@ static int handle_head(struct relay *r)
                         r->be_wr_shut = true;
                 return 0;
         }
-        if (asterisk || (r->be >= 0 && rt.port != r->be_port)) {
-                /* "*", or a path no key claims: stays with this app unchanged, as httpGate. */
+        if (stay || asterisk) {
                 memcpy(target, r->in + q.target.off, q.target.len);
                 tlen = (int)q.target.len;
         } else if (path.len == 0) {
@@ -299,11 +311,11 @@ static int handle_head(struct relay *r)
         consume_in(r, q.head_len);
         r->head_start = 0;
         if (q.framing == BODY_LENGTH) {
-                r->rq = RQ_BODY;
                 r->body_left = q.content_length;
+                return enter_body(r, RQ_BODY);
         } else if (q.framing == BODY_CHUNKED) {
-                r->rq = RQ_CHUNKED;
                 r->ch = (struct chunked){ 0 };
+                return enter_body(r, RQ_CHUNKED);
         } else if (tunnel) {
                 r->rq = RQ_UPGRADE;
                 r->status_len = 0;
@@ -511,10 +523,11 @@ static void watch_upgrade(struct relay *r, const char *p, size_t n)
         r->status_len += k;
         if (r->status_len < STATUS_PEEK && !r->be_eof)
                 return;
-        r->rq = r->status_len == STATUS_PEEK && memcmp(r->status_line, "HTTP/1.", 7) == 0 &&
-                                memcmp(r->status_line + 8, " 101", 4) == 0
-                        ? RQ_TUNNEL
-                        : RQ_HEAD;
+        if (r->status_len == STATUS_PEEK && memcmp(r->status_line, "HTTP/1.", 7) == 0 &&
+            memcmp(r->status_line + 8, " 101", 4) == 0)
+                (void)enter_body(r, RQ_TUNNEL); /* a failure has ended the relay */
+        else
+                r->rq = RQ_HEAD;
         if (r->client_eof && r->in_len == 0)
                 r->rq = RQ_CLOSED;
 }
