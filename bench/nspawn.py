@@ -51,7 +51,7 @@ def in_ct(leader, cmd, timeout=60):
     return sh(['nsenter', '-t', str(leader), '-a', 'sh', '-c', cmd], timeout=timeout)
 
 
-def setup(tmp, ct, cg):
+def setup(tmp, ct):
     rootfs = f'{ct}/root'
     for d in ('upper', 'work', 'root'):
         os.makedirs(f'{ct}/{d}')
@@ -85,8 +85,8 @@ def setup(tmp, ct, cg):
                 f'{APP_PORT} 0.5 /var/lib/httpgate-bench/listen\n')
 
 
-def boot(ct, cg, name):
-    wrap = ['/bin/sh', '-c', 'if [ -n "$1" ]; then echo $$ > "$1/cgroup.procs"; fi; shift; exec "$@"', 'sh', cg or '']
+def boot(ct, cgs, name):
+    wrap = B.cg_wrap(cgs)
     out = open(f'{ct}/console.log', 'wb')
     p = subprocess.Popen(wrap + ['systemd-nspawn', '-q', '-D', f'{ct}/root', '--boot', '--private-network',
                                  '--register=no', '--keep-unit', '-M', name],
@@ -117,12 +117,35 @@ def teardown(p, ct):
     shutil.rmtree(ct, ignore_errors=True)
 
 
-def measure(tmp, leader, cg):
-    """Runs inside the container's network namespace (nsenter -n)."""
+def cg_files(cgs):
+    mem = next((d for d in cgs if os.path.exists(d + '/memory.usage_in_bytes') or os.path.exists(d + '/memory.current')),
+               None)
+    return mem
+
+
+def cpu_us(cgs):
+    for d in cgs:
+        try:
+            return int(open(d + '/cpuacct.usage').read()) / 1000
+        except OSError:
+            pass
+        try:
+            for line in open(d + '/cpu.stat'):
+                if line.startswith('usage_usec'):
+                    return float(line.split()[1])
+        except OSError:
+            pass
+    return None
+
+
+def measure(tmp, leader, cgs):
+    """Runs inside the container's network namespace (nsenter -n). The CPU
+    figures count the whole container: systemd, journald and the gates."""
+    cg = cg_files(cgs)
     res = {'label': 'httpgate under real systemd (nspawn, `Accept=yes`, httpgate.socket)', 'close': [], 'keep': [],
            'bulk': []}
-    sv = B.Servers(tmp, None)
-    bench = B.Bench(tmp, None)
+    sv = B.Servers(tmp, [])
+    bench = B.Bench(tmp, [])
     try:
         subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
         with open('/proc/sys/net/ipv4/ip_local_port_range', 'w') as f:
@@ -143,8 +166,13 @@ def measure(tmp, leader, cg):
             for close in (True, False):
                 for port, row in ((80, res), (81, bare)):
                     log(f'round {r + 1}/{B.RUNS}: port {port} {"new connections" if close else "kept-alive"}')
-                    row['close' if close else 'keep'].append(B.wrk(port, '/small.html', close))
+                    us0 = cpu_us(cgs)
+                    w = B.wrk(port, '/small.html', close)
                     B.settle(1.0)
+                    us1 = cpu_us(cgs)
+                    if us0 is not None and us1 is not None and w['requests']:
+                        w['cpu_us'] = (us1 - us0) / w['requests']
+                    row['close' if close else 'keep'].append(w)
         for _ in range(B.BULK_RUNS):
             res['bulk'].append(B.curl_speed('http://127.0.0.1:80/big.bin'))
             B.settle(0.2)
@@ -203,19 +231,12 @@ def measure(tmp, leader, cg):
 
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == '--measure':
-        tmp, leader, cg = sys.argv[2], int(sys.argv[3]), sys.argv[4] or None
-        print(json.dumps(measure(tmp, leader, cg)))
+        tmp, leader, cgs = sys.argv[2], int(sys.argv[3]), [d for d in sys.argv[4].split(':') if d]
+        print(json.dumps(measure(tmp, leader, cgs)))
         return
     tmp = sys.argv[1]
     ct = f'{tmp}/ct'
-    base = B.memory_cgroup_root()
-    cg = None
-    if base:
-        cg = f'{base}/httpgate-bench-ct-{os.getpid()}'
-        try:
-            os.mkdir(cg)
-        except OSError:
-            cg = None
+    cgs = B.make_cgroups(f'httpgate-bench-ct-{os.getpid()}')
     p = None
     out = {}
 
@@ -225,10 +246,10 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        setup(tmp, ct, cg)
+        setup(tmp, ct)
         log('booting the container')
         t0 = time.time()
-        p, leader = boot(ct, cg, f'httpgate-bench-{os.getpid()}')
+        p, leader = boot(ct, cgs, f'httpgate-bench-{os.getpid()}')
         boot_s = time.time() - t0
         r = in_ct(leader, 'systemd-sysusers >/dev/null 2>&1; systemd-tmpfiles --create >/dev/null 2>&1; '
                           'systemctl daemon-reload && systemctl start httpgate-launch.socket httpgate.socket '
@@ -237,7 +258,7 @@ def main():
         if r.returncode != 0:
             raise RuntimeError('starting httpgate.socket failed: ' + r.stderr[-500:])
         m = sh(['nsenter', '-t', str(leader), '-n', sys.executable, os.path.abspath(__file__), '--measure', tmp,
-                str(leader), cg or ''], timeout=900)
+                str(leader), ':'.join(cgs)], timeout=900)
         sys.stderr.write(m.stderr)
         if m.returncode != 0:
             raise RuntimeError(f'measuring failed ({m.returncode}): {m.stderr[-300:]}')
@@ -253,7 +274,8 @@ def main():
         out = {'error': str(e)[:300]}
     finally:
         teardown(p, ct)
-        B.remove_cgroups(cg)
+        for top in cgs:
+            B.remove_cgroups(top)
     print(json.dumps(out))
 
 

@@ -128,6 +128,39 @@ def memory_cgroup_root():
     return None
 
 
+def cpu_cgroup_root():
+    """Our own cgroup that counts CPU time: cpuacct (v1) or the unified one (v2)."""
+    try:
+        for line in open('/proc/self/cgroup'):
+            _, ctrl, path = line.rstrip('\n').split(':', 2)
+            if 'cpuacct' in ctrl.split(','):
+                base = '/sys/fs/cgroup/cpuacct' + path
+                if os.path.exists(base + '/cpuacct.usage'):
+                    return base.rstrip('/')
+            if ctrl == '' and line.startswith('0::'):
+                base = '/sys/fs/cgroup' + path
+                if os.path.exists(base + '/cpu.stat') and os.path.exists(base + '/cgroup.controllers'):
+                    v2 = base.rstrip('/')
+        return locals().get('v2')
+    except OSError:
+        return None
+
+
+def make_cgroups(tag):
+    """A memory and a CPU cgroup of our own (one on cgroup v2), or None."""
+    tops = []
+    for base in (memory_cgroup_root(), cpu_cgroup_root()):
+        if not base or any(t.startswith(base + '/') for t in tops):
+            continue
+        top = f'{base}/{tag}'
+        try:
+            os.mkdir(top)
+            tops.append(top)
+        except OSError as e:
+            log('no cgroup under', base, e)
+    return tops
+
+
 def remove_cgroups(top):
     if not top or not os.path.isdir(top):
         return
@@ -149,15 +182,7 @@ def outer():
             sys.exit(f'bench: {b} is missing: run `make bench`')
     tmp = tempfile.mkdtemp(prefix='httpgate-bench.')
     os.chmod(tmp, 0o755)
-    cgtop = None
-    base = memory_cgroup_root()
-    if base:
-        cgtop = f'{base}/httpgate-bench-{os.getpid()}'
-        try:
-            os.mkdir(cgtop)
-        except OSError as e:
-            log('no memory cgroup, the system-wide memory column stays empty:', e)
-            cgtop = None
+    cgtops = make_cgroups(f'httpgate-bench-{os.getpid()}')
     child = None
 
     def stop(signum, frame):
@@ -167,7 +192,7 @@ def outer():
     signal.signal(signal.SIGHUP, stop)
     results = {}
     try:
-        env = dict(os.environ, HTTPGATE_BENCH_TMP=tmp, HTTPGATE_BENCH_CG=cgtop or '')
+        env = dict(os.environ, HTTPGATE_BENCH_TMP=tmp, HTTPGATE_BENCH_CG=':'.join(cgtops))
         child = subprocess.Popen(['unshare', '--net', '--pid', '--fork', '--mount-proc', '--kill-child',
                                   sys.executable, os.path.abspath(__file__), '--inner'], env=env)
         child.wait()
@@ -197,7 +222,8 @@ def outer():
         if child and child.poll() is None:
             child.kill()
             child.wait()
-        remove_cgroups(cgtop)
+        for top in cgtops:
+            remove_cgroups(top)
         raw = os.path.join(HERE, 'results-raw')
         os.makedirs(raw, exist_ok=True)
         for f in os.listdir(tmp):
@@ -218,22 +244,43 @@ def outer():
 class Servers:
     """Everything started inside the namespace, stopped by PID in reverse order."""
 
-    def __init__(self, tmp, cgtop):
-        self.tmp, self.cgtop = tmp, cgtop
+    def __init__(self, tmp, cgtops):
+        self.tmp, self.cgtops = tmp, cgtops
         self.procs = []  # (name, pid)
 
+    def cgroups(self, name):
+        out = []
+        for top in self.cgtops:
+            d = f'{top}/{name}'
+            os.makedirs(d, exist_ok=True)
+            out.append(d)
+        return out
+
     def cgroup(self, name):
-        if not self.cgtop:
-            return None
-        d = f'{self.cgtop}/{name}'
-        os.makedirs(d, exist_ok=True)
-        return d
+        """The row's memory cgroup."""
+        for d in self.cgroups(name):
+            if os.path.exists(d + '/memory.usage_in_bytes') or os.path.exists(d + '/memory.current'):
+                return d
+        return None
+
+    def cpu_us(self, name):
+        """CPU time of everything the row ran, the exited processes included."""
+        for d in self.cgroups(name):
+            try:
+                return int(open(d + '/cpuacct.usage').read()) / 1000
+            except OSError:
+                pass
+            try:
+                for line in open(d + '/cpu.stat'):
+                    if line.startswith('usage_usec'):
+                        return float(line.split()[1])
+            except OSError:
+                pass
+        return None
 
     def start(self, name, argv, env=None, cwd=None):
         """Start argv in its own memory cgroup, output to TMP/name.log."""
-        cg = self.cgroup(name)
-        wrap = ['/bin/sh', '-c', 'if [ -n "$1" ]; then echo $$ > "$1/cgroup.procs"; fi; shift; exec "$@"', 'sh',
-                cg or ''] + argv
+        wrap = cg_wrap(self.cgroups(name)) + argv
         out = open(os.path.join(self.tmp, name + '.log'), 'ab')
         p = subprocess.Popen(wrap, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                              cwd=cwd or self.tmp, start_new_session=True)
@@ -265,6 +312,12 @@ class Servers:
                 except ProcessLookupError:
                     pass
         self.procs = []
+
+
+def cg_wrap(dirs):
+    """argv prefix: move into the cgroups DIRS (colon-separated), then exec the rest."""
+    return ['/bin/sh', '-c', 'IFS=:; for d in $1; do echo $$ > "$d/cgroup.procs"; done; shift; exec "$@"', 'sh',
+            ':'.join(dirs)]
 
 
 def alive(pid):
@@ -428,9 +481,9 @@ def settle(seconds=0.5):
 
 
 class Bench:
-    def __init__(self, tmp, cgtop):
+    def __init__(self, tmp, cgtops):
         self.tmp = tmp
-        self.sv = Servers(tmp, cgtop)
+        self.sv = Servers(tmp, cgtops)
         self.res = {'env': {}, 'rows': {}, 'names': {}, 'tls': {}, 'app': {}, 'notes': []}
         self.rows = []  # (key, label, port, cgroup name)
 
@@ -589,10 +642,12 @@ http {{
                 for key, label, port, cg in self.rows:
                     log(f'round {r + 1}/{RUNS}: {key} {"new connections" if close else "kept-alive"}')
                     pid = self.sv.pid_of(cg)
-                    cpu0 = cpu_ticks(pid)
+                    cpu0, us0 = cpu_ticks(pid), self.sv.cpu_us(cg)
                     w = wrk(port, '/small.html', close)
                     settle(1.0 if close else 0.3)
-                    cpu1 = cpu_ticks(pid)
+                    cpu1, us1 = cpu_ticks(pid), self.sv.cpu_us(cg)
+                    if us0 is not None and us1 is not None and w['requests']:
+                        w['cpu_us'] = (us1 - us0) / w['requests']
                     if close and cpu0 and cpu1 and w['requests']:
                         # the activator's (or daemon's) own CPU, and its reaped children's (the gates)
                         tick = 1e6 / os.sysconf('SC_CLK_TCK')
@@ -617,33 +672,43 @@ http {{
         for r in range(RUNS):
             for n, port in ((10, 18110), (10000, 18111), (100000, 18112)):
                 log(f'round {r + 1}/{RUNS}: names file of {n} entries')
-                out[str(n)]['close'].append(wrk(port, '/last/small.html', True))
+                us0 = self.sv.cpu_us(f'names-{n}')
+                w = wrk(port, '/last/small.html', True)
                 settle(1.0)
+                us1 = self.sv.cpu_us(f'names-{n}')
+                if us0 is not None and us1 is not None and w['requests']:
+                    w['cpu_us'] = (us1 - us0) / w['requests']
+                out[str(n)]['close'].append(w)
 
     def tls(self):
         out = self.res['tls']
-        peers = [('httpgate', 18443), ('nginx', 18444)]
+        peers = [('httpgate', 18443, 'tls-httpgate'), ('nginx', 18444, 'nginx-proxy')]
         if wait_port(18445, timeout=1):
-            peers.append(('httpGate', 18445))
-        for key, port in peers:
-            out[key] = {'full': [], 'resume': [], 'resumed_frac': [], 'errors': 0, 'bulk': []}
+            peers.append(('httpGate', 18445, 'tls-httpGate'))
+        for key, port, cg in peers:
+            out[key] = {'full': [], 'resume': [], 'resumed_frac': [], 'errors': 0, 'bulk': [],
+                        'cpu_full': [], 'cpu_resume': []}
         tlsload = os.path.join(BIN, 'tlsload')
         for r in range(RUNS):
-            for mode in ('full', 'resume'):
-                for key, port in peers:
+            for key, port, cg in peers:
+                for mode in ('full', 'resume'):
                     log(f'round {r + 1}/{RUNS}: TLS {mode} handshakes, {key}')
+                    us0 = self.sv.cpu_us(cg)
                     p = run([tlsload, '127.0.0.1', str(port), '/small.html', str(SECS), str(TLS_WORKERS), mode],
                             timeout=SECS + 60)
+                    settle(1.0)
+                    us1 = self.sv.cpu_us(cg)
                     try:
                         rate, frac, errors = p.stdout.split()
                         out[key][mode].append(float(rate))
                         out[key]['errors'] += int(errors)
                         if mode == 'resume':
                             out[key]['resumed_frac'].append(float(frac))
+                        if us0 is not None and us1 is not None and float(rate) > 0:
+                            out[key]['cpu_' + mode].append((us1 - us0) / (float(rate) * SECS))
                     except ValueError:
                         out[key][mode].append(None)
-                    settle(1.0)
-            for key, port in peers:
+            for key, port, cg in peers:
                 for _ in range(max(1, BULK_RUNS // RUNS)):
                     out[key]['bulk'].append(curl_speed(f'https://127.0.0.1:{port}/big.bin', tls=True))
                     settle(0.2)
@@ -752,8 +817,8 @@ def comm(pid):
 
 
 def inner():
-    tmp, cgtop = os.environ['HTTPGATE_BENCH_TMP'], os.environ.get('HTTPGATE_BENCH_CG') or None
-    b = Bench(tmp, cgtop)
+    tmp = os.environ['HTTPGATE_BENCH_TMP']
+    b = Bench(tmp, [t for t in os.environ.get('HTTPGATE_BENCH_CG', '').split(':') if t])
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -789,9 +854,10 @@ def report(res):
              f'{env.get("runs", "?")} runs of {env.get("secs", "?")} s (100 MB downloads: {BULK_RUNS if not env.get("quick") else 1}'
              f' runs) ± half the range; wrk with {env.get("conns", "?")} connections. MB = 10^6 bytes.')
     L.append('')
-    L.append('| | new conns/s (`Connection: close`) | p50 ms | p99 ms | kept-alive req/s | 100 MB MB/s '
+    L.append('| | new conns/s (`Connection: close`) | p50 ms | p99 ms | CPU µs per new conn | kept-alive req/s '
+             '| CPU µs per kept-alive req | 100 MB MB/s '
              '| idle conn: processes, PSS KiB | idle conn: system KiB | app start: first byte after listen, ms |')
-    L.append('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    L.append('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     app = res.get('app', {})
 
     def line(key, r, label=None):
@@ -800,7 +866,9 @@ def report(res):
                  Stat([c['rps'] for c in close]).cell(),
                  Stat([c['p50'] for c in close]).cell(),
                  Stat([c['p99'] for c in close]).cell(),
+                 Stat([c.get('cpu_us') for c in close]).cell(),
                  Stat([c['rps'] for c in r.get('keep', [])]).cell(),
+                 Stat([c.get('cpu_us') for c in r.get('keep', [])]).cell(),
                  Stat(r.get('bulk', [])).cell()]
         if 'idle_pss_kib' in r:
             cells.append(f'{r.get("idle_procs", 0)}, {fmt_num(max(0, r["idle_pss_kib"]))}')
@@ -820,7 +888,7 @@ def report(res):
             else:
                 why = res.get('systemd_error') or (sysrow or {}).get('error') or 'left out (BENCH_SYSTEMD=0)'
                 L.append(f'| httpgate under real systemd (nspawn, `Accept=yes`) | not measured: {why} '
-                         '| | | | | | | |')
+                         '| | | | | | | | | |')
             continue
         if key in rows:
             line(key, rows[key])
@@ -858,17 +926,22 @@ def report(res):
         L.append('Per-connection cost with a names file (httpgate under `systemd-socket-activate --accept`, '
                  '`Connection: close`, the last entry looked up):')
         L.append('')
-        L.append('| entries | new conns/s | p50 ms | p99 ms | vs 10 entries | first request (builds the index) ms |')
-        L.append('| --- | --- | --- | --- | --- | --- |')
+        L.append('| entries | new conns/s | p50 ms | p99 ms | vs 10 entries | CPU µs per conn | CPU vs 10 entries '
+                 '| first request (builds the index) ms |')
+        L.append('| --- | --- | --- | --- | --- | --- | --- | --- |')
+        cbase = Stat([c.get('cpu_us') for c in names.get('10', {}).get('close', [])]).med
         base = Stat([c['rps'] for c in names.get('10', {}).get('close', [])]).med
         for n in ('10', '10000', '100000'):
             if n not in names:
                 continue
             s = Stat([c['rps'] for c in names[n]['close']])
             r = ratio(s.med, base)
+            cs = Stat([c.get('cpu_us') for c in names[n]['close']])
+            cr = ratio(cs.med, cbase)
             L.append(f'| {int(n):,} | {s.cell()} | {Stat([c["p50"] for c in names[n]["close"]]).cell()} | '
                      f'{Stat([c["p99"] for c in names[n]["close"]]).cell()} | '
-                     f'{f"{r:.2f}×" if r else "—"} | {fmt_num(names[n]["first_ms"])} |')
+                     f'{f"{r:.2f}×" if r else "—"} | {cs.cell()} | {f"{cr:.2f}×" if cr else "—"} '
+                     f'| {fmt_num(names[n]["first_ms"])} |')
 
     tls = res.get('tls', {})
     if tls:
@@ -877,8 +950,9 @@ def report(res):
                  'connection a handshake and one small GET (bench/tlsload.c, GnuTLS client); resumed: with the '
                  'previous connection\'s session ticket; bulk: curl, 100 MB:')
         L.append('')
-        L.append('| | full handshakes/s | resumed handshakes/s | resumed / full | resumed share | TLS 100 MB MB/s |')
-        L.append('| --- | --- | --- | --- | --- | --- |')
+        L.append('| | full handshakes/s | resumed handshakes/s | resumed / full | resumed share '
+                 '| server CPU µs per full | per resumed | TLS 100 MB MB/s |')
+        L.append('| --- | --- | --- | --- | --- | --- | --- | --- |')
         for k in ('httpgate', 'nginx', 'httpGate'):
             if k not in tls:
                 continue
@@ -889,7 +963,8 @@ def report(res):
             lab = {'httpgate': 'httpgate-tls (`--accept`)', 'nginx': 'nginx reverse proxy',
                    'httpGate': 'original httpGate'}[k]
             L.append(f'| {lab} | {f.cell()} | {rr.cell()} | {f"{q:.2f}×" if q else "—"} | '
-                     f'{f"{frac * 100:.0f}%" if frac is not None else "—"} | {Stat(t["bulk"]).cell()} |')
+                     f'{f"{frac * 100:.0f}%" if frac is not None else "—"} | {Stat(t.get("cpu_full", [])).cell()} '
+                     f'| {Stat(t.get("cpu_resume", [])).cell()} | {Stat(t["bulk"]).cell()} |')
 
     # the targets of issue 5
     def med(key, col):
@@ -926,8 +1001,13 @@ def report(res):
         b100k = Stat([c['rps'] for c in names['100000']['close']]).med
         if b10 and b100k:
             extra = (b10 / b100k - 1) * 100  # per-connection time = 1 / rate
-            target('100 000 entries cost ≤ 10% more per connection than 10', extra, lambda v: v <= 10,
-                   '{:+.1f}%')
+            target('100 000 entries cost ≤ 10% more per connection than 10 (wall: conns/s)', extra,
+                   lambda v: v <= 10, '{:+.1f}%')
+        c10 = Stat([c.get('cpu_us') for c in names['10']['close']]).med
+        c100k = Stat([c.get('cpu_us') for c in names['100000']['close']]).med
+        if c10 and c100k:
+            target('100 000 entries cost ≤ 10% more per connection than 10 (CPU of the row per conn)',
+                   (c100k / c10 - 1) * 100, lambda v: v <= 10, '{:+.1f}%')
     hg_sys, orig_sys = rows.get('httpgate', {}).get('idle_sys_kib'), rows.get('httpGate', {}).get('idle_sys_kib')
     target('idle connection: system-wide memory < httpGate\'s pair', ratio(hg_sys, orig_sys), lambda v: v < 1.0)
     target('idle connection: one process', rows.get('httpgate', {}).get('idle_procs'), lambda v: v == 1, '{} process(es)')
@@ -941,6 +1021,9 @@ def report(res):
                lambda v: v >= 0.8)
         target('TLS resumed handshakes cheaper than full (resumed/s ÷ full/s)',
                ratio(Stat(tls['httpgate']['resume']).med, Stat(tls['httpgate']['full']).med), lambda v: v > 1.05)
+        target('TLS resumed handshakes cheaper than full (server CPU per resumed ÷ per full)',
+               ratio(Stat(tls['httpgate'].get('cpu_resume', [])).med, Stat(tls['httpgate'].get('cpu_full', [])).med),
+               lambda v: v < 0.95)
     L.append('')
     L.append(f'Made by `make bench` in {env.get("seconds", "?")} s of measuring; raw figures in bench/results-raw/.')
     return '\n'.join(L) + '\n'
