@@ -71,12 +71,14 @@ static void read_string_variant(sd_bus_message *m, char *out, size_t size)
 }
 
 /* PropertiesChanged(s interface, a{sv} changed, as invalidated): keeps the
- * few values that say how the unit stopped, for the reason. Whether it runs
- * is asked anew (current_state) after each signal: queued signals may be
- * older than what the launcher already knows, so they only wake it up. */
+ * few values that say how the unit stopped, for the reason; the first
+ * failure seen stays (a later signal may be about a fresh, empty unit of the
+ * same name). Whether the unit runs is asked anew (current_running) after
+ * each signal: queued signals may be older than what the launcher knows. */
 static int on_properties(sd_bus_message *m, void *data, sd_bus_error *err)
 {
         const char *iface, *name;
+        int exec_code = 0, exec_status = 0;
 
         (void)data;
         (void)err;
@@ -87,16 +89,21 @@ static int on_properties(sd_bus_message *m, void *data, sd_bus_error *err)
                         return 0;
                 if (strcmp(iface, SD_UNIT) == 0 && strcmp(name, "ActiveState") == 0)
                         read_string_variant(m, st.active, sizeof(st.active));
-                else if (strcmp(iface, SD_SVC) == 0 && strcmp(name, "Result") == 0)
+                else if (strcmp(iface, SD_SVC) == 0 && strcmp(name, "Result") == 0 &&
+                         (!*st.result || strcmp(st.result, "success") == 0))
                         read_string_variant(m, st.result, sizeof(st.result));
-                else if (strcmp(iface, SD_SVC) == 0 && strcmp(name, "ExecMainCode") == 0)
-                        (void)sd_bus_message_read(m, "v", "i", &st.exec_code); /* stays 0: unknown */
-                else if (strcmp(iface, SD_SVC) == 0 && strcmp(name, "ExecMainStatus") == 0)
-                        (void)sd_bus_message_read(m, "v", "i", &st.exec_status);
+                else if (strcmp(iface, SD_SVC) == 0 && strcmp(name, "ExecMainCode") == 0 && st.exec_code == 0)
+                        (void)sd_bus_message_read(m, "v", "i", &exec_code); /* stays 0: unknown */
+                else if (strcmp(iface, SD_SVC) == 0 && strcmp(name, "ExecMainStatus") == 0 && st.exec_code == 0)
+                        (void)sd_bus_message_read(m, "v", "i", &exec_status);
                 else if (sd_bus_message_skip(m, "v") < 0)
                         return 0;
                 if (sd_bus_message_exit_container(m) < 0)
                         return 0;
+        }
+        if (exec_code != 0) { /* code and status come in the same signal */
+                st.exec_code = exec_code;
+                st.exec_status = exec_status;
         }
         changed = true;
         return 0;
@@ -197,14 +204,20 @@ static bool is_running(const char *state)
         return strcmp(state, "active") == 0 || strcmp(state, "activating") == 0 || strcmp(state, "reloading") == 0;
 }
 
-/* The unit's ActiveState now, into st.active. A unit already collected reads
- * as "inactive" (systemd answers for any unit name). */
-static bool current_running(void)
+/* The unit's ActiveState now, into st.active ("gone" once collected). Asks
+ * GetUnit first: a property read on a unit's path would load an empty unit
+ * of that name when it is gone. */
+static bool current_running(const struct app_unit *a)
 {
         sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
         char *state = NULL;
-        int r = sd_bus_get_property_string(bus, SD_DEST, unit_path, SD_UNIT, "ActiveState", &err, &state);
+        int r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MGR, "GetUnit", &err, &reply, "s", a->unit);
 
+        sd_bus_message_unref(reply);
+        sd_bus_error_free(&err);
+        if (r >= 0)
+                r = sd_bus_get_property_string(bus, SD_DEST, unit_path, SD_UNIT, "ActiveState", &err, &state);
         sd_bus_error_free(&err);
         snprintf(st.active, sizeof(st.active), "%s", r < 0 ? "gone" : state);
         free(state);
@@ -232,7 +245,7 @@ static void stop_reason(const struct app_unit *a, char *why, size_t size)
  * UNIT_RUNNING, 0 to retry, or negative errno with why. */
 static int existing(const struct app_unit *a, char *why, size_t size)
 {
-        if (current_running())
+        if (current_running(a))
                 return UNIT_RUNNING;
         snprintf(why, size, "%s exists and is %s", a->unit, st.active);
         return 0;
@@ -300,7 +313,7 @@ int unit_start(const struct app_unit *a, int client, char *why, size_t size)
                 return r;
         while (sd_bus_process(bus, NULL) > 0)
                 ; /* take in the exit status, if it came with the job */
-        if (strcmp(job_result, "done") != 0 || !current_running()) {
+        if (strcmp(job_result, "done") != 0 || !current_running(a)) {
                 stop_reason(a, why, size);
                 if (strcmp(job_result, "done") != 0 && st.exec_code == 0)
                         snprintf(why, size, "%s could not start: job %s", a->unit, job_result);
@@ -319,7 +332,7 @@ int unit_watch(const struct app_unit *a, int client, unsigned watch_sec, char *w
                         return 0; /* the gate hung up, the watch ended or the bus went: nothing to report */
                 while (sd_bus_process(bus, NULL) > 0)
                         ; /* all that is queued, so that the exit status is in */
-                if (!current_running())
+                if (!current_running(a))
                         break;
         }
         stop_reason(a, why, size);
