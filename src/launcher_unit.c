@@ -224,8 +224,33 @@ static bool current_running(const struct app_unit *a)
         return r >= 0 && is_running(st.active);
 }
 
+/* Once the unit is known to have stopped: the signals systemd sent before
+ * it answered are dispatched, and while the unit is still loaded its exit
+ * status is read directly (its last change signal may not be sent yet). */
+static void gather_exit(void)
+{
+        char *result = NULL;
+        int32_t code = 0, status = 0;
+
+        while (sd_bus_process(bus, NULL) > 0)
+                ;
+        if (st.exec_code != 0 || strcmp(st.active, "gone") == 0)
+                return;
+        if (sd_bus_get_property_trivial(bus, SD_DEST, unit_path, SD_SVC, "ExecMainCode", NULL, 'i', &code) >= 0 &&
+            sd_bus_get_property_trivial(bus, SD_DEST, unit_path, SD_SVC, "ExecMainStatus", NULL, 'i', &status) >= 0 &&
+            code != 0) {
+                st.exec_code = code;
+                st.exec_status = status;
+        }
+        if (sd_bus_get_property_string(bus, SD_DEST, unit_path, SD_SVC, "Result", NULL, &result) >= 0 &&
+            (!*st.result || strcmp(st.result, "success") == 0))
+                snprintf(st.result, sizeof(st.result), "%s", result);
+        free(result);
+}
+
 static void stop_reason(const struct app_unit *a, char *why, size_t size)
 {
+        gather_exit();
         if (st.exec_code == CLD_EXITED && st.exec_status == 73 && *a->log) /* launcher.c: LEXIT_LOG */
                 snprintf(why, size, "%s could not open its log file %.100s as %s", a->unit, a->log, a->user);
         else if (st.exec_code == CLD_EXITED)
