@@ -46,7 +46,7 @@ static int left_ms(uint64_t deadline)
 static int launcher_connect(const char *path, uint64_t deadline)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int ms = left_ms(deadline), fd, r;
+        int ms = left_ms(deadline), fd;
         struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
         if (strlen(path) >= sizeof(sa.sun_path))
@@ -57,7 +57,7 @@ static int launcher_connect(const char *path, uint64_t deadline)
                 return -errno;
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* unbounded only if this fails */
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                r = errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
+                int r = errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
                 close(fd);
                 return r;
         }

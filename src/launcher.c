@@ -27,19 +27,19 @@
 
 #include "launcher.h"
 
-#define NAMES_DEFAULT     "/etc/httpgate/names"
-#define NAME_READ_MS      5000  /* the gate sends its name at once */
-#define LAUNCH_WATCH_SEC  120   /* watch a started unit for the gate this long */
-#define MSGID_LAUNCH      "c3a1f0d2b4e54c6a9f7e8d1c2b3a4f50"
+#define NAMES_DEFAULT    "/etc/httpgate/names"
+#define NAME_READ_MS     5000 /* the gate sends its name at once */
+#define LAUNCH_WATCH_SEC 120  /* watch a started unit for the gate this long */
+#define MSGID_LAUNCH     "c3a1f0d2b4e54c6a9f7e8d1c2b3a4f50"
 
 /* Exit codes (httpgate-launch(8)); the unit counts 1 and 3 as success. */
 enum {
         LEXIT_STARTED = 0, /* the app runs (started now or before) */
         LEXIT_REFUSED = 1, /* the name was refused */
-        LEXIT_APP     = 3, /* the app could not start, or stopped at once */
-        LEXIT_BUS     = 70,
-        LEXIT_LOG     = 73, /* --append-output: the log file cannot be opened */
-        LEXIT_CONFIG  = 78,
+        LEXIT_APP = 3,     /* the app could not start, or stopped at once */
+        LEXIT_BUS = 70,
+        LEXIT_LOG = 73, /* --append-output: the log file cannot be opened */
+        LEXIT_CONFIG = 78,
 };
 
 static bool to_journal;
@@ -133,8 +133,8 @@ static int unit_name(const char *key, char *out, size_t size)
 
         for (const char *k = key; *k; k++) {
                 unsigned char c = (unsigned char)*k;
-                bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                             c == ':' || c == '_' || (c == '.' && k != key);
+                bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ':' ||
+                             c == '_' || (c == '.' && k != key);
                 if (o + 5 >= size)
                         return -ENAMETOOLONG;
                 if (plain)
@@ -188,7 +188,7 @@ static int resolve_program(const struct name_entry *e, char *out, size_t size)
 /* Fills *a from the entry, or returns an answer status with the reason. */
 static int prepare(const struct name_entry *e, struct app_unit *a, char *why, size_t size)
 {
-        char home[PATH_MAX], dir[PATH_MAX];
+        char home[PATH_MAX];
         struct stat s;
         struct group gr, *g = NULL;
         char buf[4096];
@@ -203,7 +203,8 @@ static int prepare(const struct name_entry *e, struct app_unit *a, char *why, si
         r = names_user(e, &uid, &gid, home, sizeof(home));
         if (r < 0)
                 return snprintf(why, size, "user %s %s", e->user,
-                                r == -EPERM ? "has uid or gid 0: refused" : "does not exist"), 403;
+                                r == -EPERM ? "has uid or gid 0: refused" : "does not exist"),
+                       403;
         snprintf(a->user, sizeof(a->user), "%s", e->user);
         if (getgrgid_r(gid, &gr, buf, sizeof(buf), &g) == 0 && g)
                 snprintf(a->group, sizeof(a->group), "%s", g->gr_name);
@@ -216,10 +217,12 @@ static int prepare(const struct name_entry *e, struct app_unit *a, char *why, si
         r = resolve_program(e, a->exec, sizeof(a->exec));
         if (r < 0)
                 return snprintf(why, size, "program %.100s %s (directory %.100s, PATH %s)", e->argv[0],
-                                r == -EACCES ? "is not an executable file" : "not found", e->dir, APP_PATH), 503;
+                                r == -EACCES ? "is not an executable file" : "not found", e->dir, APP_PATH),
+                       503;
         if (e->log && *e->log) {
                 if (absolute(e->dir, e->log, a->log, sizeof(a->log)) < 0)
                         return snprintf(why, size, "log file name too long"), 503;
+                char dir[PATH_MAX];
                 snprintf(dir, sizeof(dir), "%s", a->log);
                 if (stat(dirname(dir), &s) < 0 || !S_ISDIR(s.st_mode))
                         return snprintf(why, size, "log directory of %.200s does not exist", a->log), 503;
@@ -296,7 +299,8 @@ static int serve(int fd, const char *names_path)
         }
         e = names_find(&names, name, (size_t)r);
         if (!e || e->port == 0)
-                return refuse(fd, 404, shown, e ? "a redirect entry, nothing to start" : "no such app in the names file");
+                return refuse(fd, 404, shown,
+                              e ? "a redirect entry, nothing to start" : "no such app in the names file");
         status = prepare(e, &a, why, sizeof(why));
         if (status)
                 return refuse(fd, status, shown, why);

@@ -8,29 +8,29 @@
 
 #include "httpgate.h"
 
-#define UNIT_PREFIX      "httpgate-app-"
-#define UNIT_NAME_MAX    255    /* systemd's limit, suffix included */
-#define APP_PATH         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define REASON_MAX       200    /* bytes of a reason on the wire */
+#define UNIT_PREFIX   "httpgate-app-"
+#define UNIT_NAME_MAX 255 /* systemd's limit, suffix included */
+#define APP_PATH      "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define REASON_MAX    200 /* bytes of a reason on the wire */
 
 /* Everything StartTransientUnit needs, checked and resolved by launcher.c
  * from the names entry alone; nothing in it comes from the caller. */
 struct app_unit {
-        char unit[UNIT_NAME_MAX + 1];   /* httpgate-app-<escaped key>.service */
+        char unit[UNIT_NAME_MAX + 1]; /* httpgate-app-<escaped key>.service */
         const struct name_entry *e;
-        char exec[PATH_MAX];            /* absolute program */
-        char log[PATH_MAX];             /* absolute log file, or "": journal */
-        char helper[PATH_MAX];          /* with a log: this program, which opens it */
+        char exec[PATH_MAX];   /* absolute program */
+        char log[PATH_MAX];    /* absolute log file, or "": journal */
+        char helper[PATH_MAX]; /* with a log: this program, which opens it */
         char user[64], group[64];
         char env_name[LAUNCH_NAME_MAX + 8], env_home[PATH_MAX + 8], env_port[16], env_lang[64];
 };
 
 /* What the launcher saw of the unit, from its signals. */
 struct unit_state {
-        char active[32];      /* ActiveState: "" until known */
-        char result[32];      /* Service Result, e.g. "exit-code" */
-        int exec_code;        /* ExecMainCode: CLD_EXITED, CLD_KILLED... */
-        int exec_status;      /* ExecMainStatus */
+        char active[32]; /* ActiveState: "" until known */
+        char result[32]; /* Service Result, e.g. "exit-code" */
+        int exec_code;   /* ExecMainCode: CLD_EXITED, CLD_KILLED... */
+        int exec_status; /* ExecMainStatus */
 };
 
 enum start_outcome { UNIT_STARTED = 1, UNIT_RUNNING = 2 };

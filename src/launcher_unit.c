@@ -15,22 +15,22 @@
 
 #include "launcher.h"
 
-#define JOB_SEC        30     /* the start job; the gate gives up sooner */
-#define EXISTS_SEC     5      /* an existing unit on its way out: retry this long */
-#define EXISTS_WAIT_MS 20     /* between those retries */
+#define JOB_SEC        30u /* the start job; the gate gives up sooner */
+#define EXISTS_SEC     5   /* an existing unit on its way out: retry this long */
+#define EXISTS_WAIT_MS 20  /* between those retries */
 #define BUS_CALL_USEC  (10 * 1000000ULL)
 
-#define SD_DEST  "org.freedesktop.systemd1"
-#define SD_PATH  "/org/freedesktop/systemd1"
-#define SD_MGR   "org.freedesktop.systemd1.Manager"
-#define SD_UNIT  "org.freedesktop.systemd1.Unit"
-#define SD_SVC   "org.freedesktop.systemd1.Service"
+#define SD_DEST "org.freedesktop.systemd1"
+#define SD_PATH "/org/freedesktop/systemd1"
+#define SD_MGR  "org.freedesktop.systemd1.Manager"
+#define SD_UNIT "org.freedesktop.systemd1.Unit"
+#define SD_SVC  "org.freedesktop.systemd1.Service"
 
 static sd_bus *bus;
-static char *unit_path;          /* the unit's object path */
-static char job_path[256];       /* "" until StartTransientUnit answered */
-static char job_result[32];      /* JobRemoved's result: "" while pending */
-static bool job_done, changed;  /* changed: a PropertiesChanged arrived */
+static char *unit_path;        /* the unit's object path */
+static char job_path[256];     /* "" until StartTransientUnit answered */
+static char job_result[32];    /* JobRemoved's result: "" while pending */
+static bool job_done, changed; /* changed: a PropertiesChanged arrived */
 static struct unit_state st;
 
 static uint64_t mono_usec(void)
@@ -147,7 +147,8 @@ static int append_exec(sd_bus_message *m, const struct app_unit *a)
 {
         int r;
 
-        if ((r = sd_bus_message_open_container(m, 'r', "sv")) < 0 || (r = sd_bus_message_append(m, "s", "ExecStart")) < 0 ||
+        if ((r = sd_bus_message_open_container(m, 'r', "sv")) < 0 ||
+            (r = sd_bus_message_append(m, "s", "ExecStart")) < 0 ||
             (r = sd_bus_message_open_container(m, 'v', "a(sasb)")) < 0 ||
             (r = sd_bus_message_open_container(m, 'a', "(sasb)")) < 0 ||
             (r = sd_bus_message_open_container(m, 'r', "sasb")) < 0 ||
@@ -181,11 +182,11 @@ static int start_message(const struct app_unit *a, sd_bus_message **ret)
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "(sv)");
         if (r >= 0)
-                r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", desc, "Type",
-                                          "s", "exec", "User", "s", a->user, "Group", "s", a->group,
-                                          "WorkingDirectory", "s", a->e->dir, "KillMode", "s", "mixed",
-                                          "CollectMode", "s", "inactive-or-failed", "Environment", "as", 5,
-                                          a->env_name, a->env_home, a->env_port, a->env_lang, "PATH=" APP_PATH);
+                r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", desc, "Type", "s",
+                                          "exec", "User", "s", a->user, "Group", "s", a->group, "WorkingDirectory", "s",
+                                          a->e->dir, "KillMode", "s", "mixed", "CollectMode", "s", "inactive-or-failed",
+                                          "Environment", "as", 5, a->env_name, a->env_home, a->env_port, a->env_lang,
+                                          "PATH=" APP_PATH);
         if (r >= 0)
                 r = append_exec(m, a);
         if (r >= 0)
@@ -254,8 +255,8 @@ static void stop_reason(const struct app_unit *a, char *why, size_t size)
         if (st.exec_code == CLD_EXITED && st.exec_status == 73 && *a->log) /* launcher.c: LEXIT_LOG */
                 snprintf(why, size, "%s could not open its log file %.100s as %s", a->unit, a->log, a->user);
         else if (st.exec_code == CLD_EXITED)
-                snprintf(why, size, "%s stopped before listening on port %u: exit status %d (%s)", a->unit,
-                         a->e->port, st.exec_status, *st.result ? st.result : st.active);
+                snprintf(why, size, "%s stopped before listening on port %u: exit status %d (%s)", a->unit, a->e->port,
+                         st.exec_status, *st.result ? st.result : st.active);
         else if (st.exec_code == CLD_KILLED || st.exec_code == CLD_DUMPED)
                 snprintf(why, size, "%s stopped before listening on port %u: signal %s (%s)", a->unit, a->e->port,
                          sigabbrev_np(st.exec_status) ? sigabbrev_np(st.exec_status) : "?",
