@@ -783,6 +783,7 @@ http {{
             e['cpu'] = '?'
         e['git'] = run(['git', '-C', ROOT, 'describe', '--always', '--dirty']).stdout.strip()
         e['nginx'] = run(['nginx', '-v']).stderr.strip().split('/')[-1]
+        e['load_start'] = open('/proc/loadavg').read().split()[0]
         e['quick'] = QUICK
         e['runs'], e['secs'], e['conns'] = RUNS, SECS, CONNS
 
@@ -801,6 +802,7 @@ http {{
             if phase in only:
                 fn()
         self.res['env']['seconds'] = round(time.time() - t0)
+        self.res['env']['load_end'] = open('/proc/loadavg').read().split()[0]
         with open(self.path('results.json'), 'w') as f:
             json.dump(self.res, f, indent=1)
 
@@ -853,6 +855,11 @@ def report(res):
              f'the CPUs, all on loopback in a private network namespace. Each figure is the median of '
              f'{env.get("runs", "?")} runs of {env.get("secs", "?")} s (100 MB downloads: {BULK_RUNS if not env.get("quick") else 1}'
              f' runs) ± half the range; wrk with {env.get("conns", "?")} connections. MB = 10^6 bytes.')
+    L.append('')
+    L.append(f'Load average of the machine at the start and end of measuring: {env.get("load_start", "?")}, '
+             f'{env.get("load_end", "?")}. Other work on the machine lowers the rates and widens their spread; '
+             'the CPU columns (CPU time of each row\'s own cgroup per request) move much less, so compare those '
+             'when the rates are noisy.')
     L.append('')
     L.append('| | new conns/s (`Connection: close`) | p50 ms | p99 ms | CPU µs per new conn | kept-alive req/s '
              '| CPU µs per kept-alive req | 100 MB MB/s '
@@ -995,6 +1002,14 @@ def report(res):
     if 'relay-musl' in rows:
         L.append(f'| (for reference) new conns/s vs minimal static musl relay | '
                  f'{fmt_ratio(ratio(hg_new, med("relay-musl", ("close", "rps"))))} | |')
+    # CPU per request (each row's cgroup): what the machine pays, steadier than rates on a busy machine
+    cpu_new = ratio(med('httpgate', ('close', 'cpu_us')), med('relay-glibc', ('close', 'cpu_us')))
+    L.append(f'| (CPU) new connection: httpgate\'s CPU ÷ the minimal glibc relay\'s (≤ 1.11 matches 0.9× the rate) '
+             f'| {fmt_ratio(cpu_new)} | {"—" if cpu_new is None else ("yes" if cpu_new <= 1 / 0.9 else "**no**")} |')
+    for peer, name, want in (('proxyd', 'socket-proxyd', 1.0), ('httpGate', 'httpGate', 1.2)):
+        c = ratio(med(peer, ('keep', 'cpu_us')), med('httpgate', ('keep', 'cpu_us')))
+        L.append(f'| (CPU) kept-alive request: {name}\'s CPU ÷ httpgate\'s (≥ {want} matches the rate target) '
+                 f'| {fmt_ratio(c)} | {"—" if c is None else ("yes" if c >= want else "**no**")} |')
     target('p99 at 32 clients ≤ 50 ms', med('httpgate', ('close', 'p99')), lambda v: v <= 50, '{:.1f} ms')
     if names.get('10') and names.get('100000'):
         b10 = Stat([c['rps'] for c in names['10']['close']]).med
