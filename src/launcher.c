@@ -260,13 +260,47 @@ static int take_connection(void)
         return n == 1 ? SD_LISTEN_FDS_START : STDIN_FILENO;
 }
 
+/* Reads the name and finds its entry. Returns the entry, or NULL after
+ * refusing (answered and logged, *exit set). */
+static const struct name_entry *take_entry(int fd, const struct names *names, int *exit_code)
+{
+        char name[LAUNCH_NAME_MAX + 2], shown[4 * (LAUNCH_NAME_MAX + 1) + 1], why[128];
+        const struct name_entry *e;
+        size_t got;
+        int r = read_name(fd, name, &got);
+
+        printable(shown, sizeof(shown), name, got < LAUNCH_NAME_MAX ? got : LAUNCH_NAME_MAX);
+        switch (r) {
+        case -EMSGSIZE:
+                snprintf(why, sizeof(why), "name longer than %u bytes", LAUNCH_NAME_MAX);
+                *exit_code = refuse(fd, 400, shown, why);
+                return NULL;
+        case -EILSEQ: *exit_code = refuse(fd, 400, shown, "name with a control character or blank"); return NULL;
+        case -EINVAL: *exit_code = refuse(fd, 400, shown, "empty name"); return NULL;
+        case -ETIMEDOUT: *exit_code = refuse(fd, 408, shown, "no name within 5 s"); return NULL;
+        case -ECONNRESET: *exit_code = refuse(fd, 400, shown, "connection closed before a whole name"); return NULL;
+        default: break;
+        }
+        if (r < 0) {
+                snprintf(why, sizeof(why), "reading the name: %s", strerror(-r));
+                *exit_code = refuse(fd, 400, shown, why);
+                return NULL;
+        }
+        e = names_find(names, name, (size_t)r);
+        if (!e || e->port == 0) {
+                *exit_code = refuse(fd, 404, shown,
+                                    e ? "a redirect entry, nothing to start" : "no such app in the names file");
+                return NULL;
+        }
+        return e;
+}
+
 static int serve(int fd, const char *names_path)
 {
-        char name[LAUNCH_NAME_MAX + 2], shown[4 * (LAUNCH_NAME_MAX + 1) + 1], why[512];
         const struct name_entry *e;
         struct names names;
         struct app_unit a;
-        size_t got;
+        char why[512];
         int r, status;
 
         /* Configuration and the bus first, then the first byte of the caller. */
@@ -284,26 +318,14 @@ static int serve(int fd, const char *names_path)
                 answer(fd, 503, why);
                 return LEXIT_BUS;
         }
-
-        r = read_name(fd, name, &got);
-        printable(shown, sizeof(shown), name, got < LAUNCH_NAME_MAX ? got : LAUNCH_NAME_MAX);
-        switch (r) {
-        case -EMSGSIZE:
-                snprintf(why, sizeof(why), "name longer than %u bytes", LAUNCH_NAME_MAX);
-                return refuse(fd, 400, shown, why);
-        case -EILSEQ: return refuse(fd, 400, shown, "name with a control character or blank");
-        case -EINVAL: return refuse(fd, 400, shown, "empty name");
-        case -ETIMEDOUT: return refuse(fd, 408, shown, "no name within 5 s");
-        case -ECONNRESET: return refuse(fd, 400, shown, "connection closed before a whole name");
-        default: break;
-        }
-        e = names_find(&names, name, (size_t)r);
-        if (!e || e->port == 0)
-                return refuse(fd, 404, shown,
-                              e ? "a redirect entry, nothing to start" : "no such app in the names file");
+        if (!(e = take_entry(fd, &names, &r)))
+                return r;
         status = prepare(e, &a, why, sizeof(why));
-        if (status)
+        if (status) {
+                char shown[4 * (LAUNCH_NAME_MAX + 1) + 1];
+                printable(shown, sizeof(shown), e->key, strlen(e->key));
                 return refuse(fd, status, shown, why);
+        }
 
         r = unit_start(&a, fd, why, sizeof(why));
         if (r == -ECONNRESET) {
