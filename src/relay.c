@@ -37,8 +37,10 @@ enum rq { RQ_HEAD, RQ_BODY, RQ_CHUNKED, RQ_UPGRADE, RQ_TUNNEL, RQ_DRAIN, RQ_CLOS
 
 struct pipe {
         int fd[2];
-        size_t len; /* bytes inside */
-        size_t cap;
+        size_t len;  /* bytes inside */
+        size_t cap;  /* nominal size */
+        bool full;   /* a splice in found no room (pages, not bytes, ran out) */
+        bool grown;  /* enlarged once, when first full */
 };
 
 struct relay {
@@ -79,18 +81,49 @@ static uint64_t now_ms(void)
         return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+#define PIPE_DEFAULT 65536 /* what pipe(7) gives; corrected by `full` */
+
 static int pipe_open(struct pipe *p)
 {
-        int sz;
-
         if (p->fd[0] >= 0)
                 return 0;
         if (pipe2(p->fd, O_CLOEXEC | O_NONBLOCK) < 0)
                 return -errno;
-        (void)fcntl(p->fd[0], F_SETPIPE_SZ, PIPE_BYTES); /* best effort: the default works too */
-        sz = fcntl(p->fd[0], F_GETPIPE_SZ);
-        p->cap = sz > 0 ? (size_t)sz : 65536;
+        p->cap = PIPE_DEFAULT;
+        p->full = p->grown = false;
         return 0;
+}
+
+static size_t pipe_room(const struct pipe *p)
+{
+        return p->full || p->len >= p->cap ? 0 : p->cap - p->len;
+}
+
+/* A splice into p found no room although bytes wait in it: no more splicing
+ * in until some go out (else poll would wake us for nothing, forever). The
+ * first time, the pipe grows to PIPE_BYTES: only big transfers pay for it. */
+static void pipe_no_room(struct pipe *p)
+{
+        int sz;
+
+        if (p->len == 0)
+                return; /* the source had nothing after all */
+        p->full = true;
+        if (!p->grown) {
+                p->grown = true;
+                sz = fcntl(p->fd[0], F_SETPIPE_SZ, PIPE_BYTES); /* best effort */
+                if (sz > 0 && (size_t)sz > p->len) {
+                        p->cap = (size_t)sz;
+                        p->full = false;
+                }
+        }
+}
+
+static void pipe_took(struct pipe *p, size_t n)
+{
+        p->len -= n;
+        if (n)
+                p->full = false;
 }
 
 static void pipe_close(struct pipe *p)
@@ -400,7 +433,7 @@ static size_t splice_budget(const struct relay *r)
 {
         uint64_t want;
 
-        if (r->c->tls || r->in_len > 0 || r->client_eof || r->up.len >= r->up.cap)
+        if (r->c->tls || r->in_len > 0 || r->client_eof || pipe_room(&r->up) == 0)
                 return 0;
         switch (r->rq) {
         case RQ_BODY: want = r->body_left; break;
@@ -408,7 +441,7 @@ static size_t splice_budget(const struct relay *r)
         case RQ_TUNNEL: want = SIZE_MAX; break;
         default: return 0;
         }
-        return want < r->up.cap - r->up.len ? (size_t)want : r->up.cap - r->up.len;
+        return want < pipe_room(&r->up) ? (size_t)want : pipe_room(&r->up);
 }
 
 static bool wants_read(const struct relay *r)
@@ -442,6 +475,8 @@ static int client_in(struct relay *r)
                 if (pipe_open(&r->up) < 0)
                         return finish(r, EXIT_SOFTWARE, "no pipe");
                 n = splice(r->c->in, NULL, r->up.fd[1], NULL, budget, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                if (n < 0 && errno == EAGAIN)
+                        pipe_no_room(&r->up);
                 if (n < 0)
                         return errno == EAGAIN || errno == EINTR ? 0 : finish(r, EXIT_DONE, "client reset");
                 if (n == 0) {
@@ -494,7 +529,7 @@ static int backend_out(struct relay *r)
                 n = splice(r->up.fd[0], NULL, r->be, NULL, r->up.len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n < 0)
                         return errno == EAGAIN || errno == EINTR ? 0 : finish(r, EXIT_DONE, "app closed");
-                r->up.len -= (size_t)n;
+                pipe_took(&r->up, (size_t)n);
                 activity(r);
         }
         return 0;
@@ -548,12 +583,13 @@ static int backend_in(struct relay *r)
                         watch_upgrade(r, r->down_buf, (size_t)n);
                 }
         } else {
-                if (r->down.len >= r->down.cap)
+                if (pipe_room(&r->down) == 0)
                         return 0;
-                n = splice(r->be, NULL, r->down.fd[1], NULL, r->down.cap - r->down.len,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                n = splice(r->be, NULL, r->down.fd[1], NULL, pipe_room(&r->down), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n > 0)
                         r->down.len += (size_t)n;
+                else if (n < 0 && errno == EAGAIN)
+                        pipe_no_room(&r->down);
         }
         if (n < 0)
                 return errno == EAGAIN || errno == EINTR ? 0 : (r->be_eof = true, 0);
@@ -580,7 +616,7 @@ static int client_out(struct relay *r)
                 n = splice(r->down.fd[0], NULL, r->c->out, NULL, r->down.len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n < 0)
                         return errno == EAGAIN || errno == EINTR ? 0 : finish(r, EXIT_DONE, "client reset");
-                r->down.len -= (size_t)n;
+                pipe_took(&r->down, (size_t)n);
         } else {
                 return 0;
         }
@@ -695,7 +731,7 @@ static int relay_loop(struct relay *r)
                 }
                 if (r->be >= 0) {
                         short ev = 0;
-                        if (!r->be_eof && (r->c->tls || r->rq == RQ_UPGRADE ? down_empty(r) : r->down.len < r->down.cap))
+                        if (!r->be_eof && (r->c->tls || r->rq == RQ_UPGRADE ? down_empty(r) : pipe_room(&r->down) > 0))
                                 ev |= POLLIN;
                         if (r->out_len > r->out_off || r->up.len > 0)
                                 ev |= POLLOUT;
@@ -724,6 +760,12 @@ static int relay_loop(struct relay *r)
         }
 }
 
+/* One connection per process: the buffers are static, and only the pages a
+ * connection touches are ever mapped. */
+static char in_buf[HEAD_MAX_LIMIT > RELAY_BUF ? HEAD_MAX_LIMIT : RELAY_BUF];
+static char out_buf[sizeof(in_buf) + HEAD_EXTRA];
+static char down_buf[RELAY_BUF];
+
 int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
 {
         struct relay r = {
@@ -737,11 +779,11 @@ int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
 
         r.in_cap = cap;
         r.out_cap = cap + HEAD_EXTRA;
-        r.in = malloc(r.in_cap);
-        r.out = malloc(r.out_cap);
-        r.down_buf = malloc(RELAY_BUF);
-        if (!r.in || !r.out || !r.down_buf || pipe_open(&r.down) < 0) {
-                finish(&r, EXIT_SOFTWARE, "out of memory");
+        r.in = in_buf;
+        r.out = out_buf;
+        r.down_buf = down_buf;
+        if (pipe_open(&r.down) < 0) {
+                finish(&r, EXIT_SOFTWARE, "no pipe");
         } else {
                 r.head_start = r.last_activity = now_ms(); /* the first head counts from the connection */
                 relay_loop(&r);
@@ -750,9 +792,6 @@ int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
                 close(r.be);
         pipe_close(&r.up);
         pipe_close(&r.down);
-        free(r.in);
-        free(r.out);
-        free(r.down_buf);
         *st = r.st;
         st->app = r.be_entry ? r.be_entry->key : NULL;
         st->port = r.be_port;

@@ -29,6 +29,7 @@ struct tls_state {
         const struct options *opt;
         gnutls_certificate_credentials_t creds;
         bool cert_failed;        /* the certificate, not the client, is at fault */
+        bool loaded;
         char *why;
         size_t why_size;
 };
@@ -124,11 +125,14 @@ static int on_client_hello(gnutls_session_t s)
                 host[0] = '\0';
         for (char *c = host; *c; c++)
                 *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        if (t->loaded) /* the second ClientHello after a HelloRetryRequest */
+                return gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->creds);
         r = t->opt->tls_dir ? load_dir(t, host) : load_pem_arg(t, t->opt->pem);
         if (r < 0) {
                 t->cert_failed = true;
                 return GNUTLS_E_CERTIFICATE_ERROR;
         }
+        t->loaded = true;
         return gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->creds);
 }
 

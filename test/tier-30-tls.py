@@ -305,7 +305,8 @@ def gnutls_cli(port, *args, sni="a.test"):
 
 
 def suite_parts(name):
-    return set(re.split(r"[-_]", (name or "").upper())) - {"TLS", "WITH", ""}
+    name = re.sub(r"AES_(\d+)", r"AES\1", (name or "").upper())  # IANA AES_256 = OpenSSL AES256
+    return set(re.split(r"[-_]", name)) - {"TLS", "WITH", ""}
 
 
 def norm(s):
