@@ -88,8 +88,8 @@ TMPFILESDIR ?= $(shell pkg-config --variable=tmpfilesdir systemd 2>/dev/null || 
 SD_CFLAGS   := $(shell pkg-config --cflags libsystemd 2>/dev/null)
 SD_LIBS     := $(shell pkg-config --libs libsystemd 2>/dev/null)
 LAUNCHER     = src/launcher.c src/launcher_unit.c src/util.c src/names.c src/index.c
-UNITS        = units/httpgate.socket units/httpgate-launch.socket
-UNITS_IN     = units/httpgate@.service.in units/httpgate-launch@.service.in
+UNITS        = units/httpgate.socket units/httpgate-tls.socket units/httpgate-launch.socket
+UNITS_IN     = units/httpgate@.service.in units/httpgate-tls@.service.in units/httpgate-launch@.service.in
 
 all: httpgate-launch
 

@@ -591,6 +591,26 @@ def pid1_ticks(c):
     return int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
 
 
+def test_tls(c):
+    c.sh("cd /etc/httpgate && certtool --generate-privkey --key-type=ecdsa --outfile key.pem 2>/dev/null"
+         " && chmod 600 key.pem && printf 'cn=localhost\\ndns_name=localhost\\nexpiration_days=2\\ntls_www_server\\n'"
+         " >/tmp/cert.tmpl && certtool --generate-self-signed --load-privkey key.pem --template /tmp/cert.tmpl"
+         " --outfile cert.pem 2>/dev/null && systemctl start httpgate-tls.socket")
+    r = c.run(["curl", "-sS", "--cacert", "/etc/httpgate/cert.pem", "-o", "/dev/null", "-w", "%{http_code}",
+               "https://localhost/hello/tls"], check=False)
+    ok(r.stdout == "200", "HTTPS through httpgate-tls.socket on port 443 (curl verifies the certificate)",
+       r.stdout + r.stderr)
+    r = c.run(["cat", "/etc/httpgate/key.pem"], user="httpgate", check=False)
+    ok(r.returncode != 0, "the user httpgate cannot read the key file: the instance gets it from LoadCredential=")
+    ents = [e for e in c.journal("-t", "httpgate", "HTTPGATE_TARGET=/hello/tls")
+            if text(e.get("_SYSTEMD_UNIT", "")).startswith("httpgate-tls@")]
+    ok(len(ents) == 1, "the request is logged by an httpgate-tls@ instance", len(ents))
+    r = c.run(["systemd-analyze", "security", "--no-pager", "httpgate-tls@.service"], check=False)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
+    score = float(m.group(1)) if m else 99
+    ok(score <= SCORE_MAX, "systemd-analyze security rates httpgate-tls@.service %.1f" % score)
+
+
 def test_burst(c):
     before = int(unit_prop(c, "httpgate.socket", "NAccepted") or 0)
     t0 = pid1_ticks(c)
@@ -634,7 +654,7 @@ def main():
         setup(c)
         for test in (test_units, test_first_start, test_log_file, test_refusals_before_start, test_crash,
                      test_together, test_retire, test_stop, test_launcher_refusals, test_picolisp,
-                     test_journal_fields, test_fallback, test_burst):
+                     test_journal_fields, test_fallback, test_tls, test_burst):
             try:
                 test(c)
             except Exception as e:  # a broken step is a failure, and the rest still runs
