@@ -227,8 +227,8 @@ struct backend_result backend_open(const struct options *o, const struct route *
 #define LAUNCH_LINE_MAX  256u  /* bytes of one answer line, newline included */
 /* Starts r->entry through the launcher and waits, up to the start timeout,
  * until its port accepts or its unit fails. Returns 0 with *ret filled, or
- * -ENOENT/-ECONNREFUSED when no launcher is reachable (the caller falls back
- * to spawn.c). */
+ * negative errno when no launcher is reachable or it does not know the
+ * entry (the caller falls back to spawn.c). */
 int launch_app(const struct options *o, const struct route *r, struct backend_result *ret);
 
 /* ---- spawn.c: the fallback launcher, without systemd ---- */

@@ -130,7 +130,9 @@ int launch_app(const struct options *o, const struct route *r, struct backend_re
         if (!*path)
                 return -ENOENT; /* --launcher= : never use one */
         lfd = launcher_connect(path, deadline);
-        if (lfd == -ENOENT || lfd == -ECONNREFUSED) {
+        /* No launcher, or not one for this gate's user (a gate run by hand or
+         * by a test on a machine where httpgate is installed). */
+        if (lfd == -ENOENT || lfd == -ECONNREFUSED || lfd == -EACCES || lfd == -EPERM) {
                 log_msg(LOG_INFO, "no launcher at %s (%s): starting %s directly", path, strerror(-lfd), key);
                 return lfd;
         }
@@ -152,6 +154,13 @@ int launch_app(const struct options *o, const struct route *r, struct backend_re
                 return fail(ret, 503, why);
         }
         status = read_line(lfd, &lines, line, deadline);
+        if (status == 404) {
+                /* The launcher reads its own names file, which does not have
+                 * this entry: this gate serves another one (`make run`). */
+                close(lfd);
+                log_msg(LOG_INFO, "the launcher at %s does not know %s (%s): starting it directly", path, key, line);
+                return -ESRCH;
+        }
         if (status != 200) {
                 close(lfd);
                 if (status == -ETIMEDOUT)
