@@ -591,6 +591,21 @@ def pid1_ticks(c):
     return int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
 
 
+def test_by_hand(c):
+    # A gate run by hand (as `make run` does) with a names file the
+    # launcher does not read: the launcher answers 404, the gate starts the
+    # app itself.
+    c.write("/etc/hgtest-other-names", "other 4011 hgapp1 /srv/hello ^ ./server.py\n")
+    c.run(["systemd-run", "--unit=hgtest-by-hand", "systemd-socket-activate", "--accept", "-l", "127.0.0.1:8081",
+           "/usr/bin/httpgate", "/etc/hgtest-other-names"], check=False)
+    time.sleep(0.3)
+    r = c.run(["curl", "-sS", "http://127.0.0.1:8081/other/x"], check=False)
+    ok("app=other" in r.stdout, "a gate with another names file starts its app itself", r.stdout + r.stderr)
+    ents = c.journal("-u", "hgtest-by-hand", "--grep", "does not know other")
+    ok(len(ents) >= 1, "... after the launcher said it does not know it (logged)")
+    c.run(["systemctl", "stop", "hgtest-by-hand"], check=False)
+
+
 def test_tls(c):
     c.sh("cd /etc/httpgate && certtool --generate-privkey --key-type=ecdsa --outfile key.pem 2>/dev/null"
          " && chmod 600 key.pem && printf 'cn=localhost\\ndns_name=localhost\\nexpiration_days=2\\ntls_www_server\\n'"
@@ -654,7 +669,7 @@ def main():
         setup(c)
         for test in (test_units, test_first_start, test_log_file, test_refusals_before_start, test_crash,
                      test_together, test_retire, test_stop, test_launcher_refusals, test_picolisp,
-                     test_journal_fields, test_fallback, test_tls, test_burst):
+                     test_journal_fields, test_fallback, test_by_hand, test_tls, test_burst):
             try:
                 test(c)
             except Exception as e:  # a broken step is a failure, and the rest still runs
