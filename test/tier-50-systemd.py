@@ -189,6 +189,29 @@ def cmd_burst(path, n, inflight):
         counts[r] = counts.get(r, 0) + 1
     return {"counts": counts, "sec": time.time() - t}
 
+def cmd_hold(port, n, hold):
+    """Opens n connections as fast as it can, holds them, then counts those
+    the server closed (refused) and closes the rest."""
+    t, socks = time.time(), []
+    for i in range(int(n)):
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", int(port)), timeout=5))
+        except OSError:
+            pass
+    opened = time.time() - t
+    time.sleep(float(hold))
+    closed = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            closed += s.recv(1) == b""
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+        s.close()
+    return {"sec": opened, "connected": len(socks), "refused": closed, "held": len(socks) - closed}
+
 def cmd_launch(name_hex):
     """Talks to the launcher directly: the bytes, then its first answer line."""
     try:
@@ -584,6 +607,32 @@ def test_fallback(c):
     c.run(["systemctl", "start", "httpgate-launch.socket"], check=False)
 
 
+def test_flood(c):
+    # The same socket with systemd's defaults, beside ours, for comparison.
+    c.sh("sed -e 's/^ListenStream=80$/ListenStream=8082/' -e '/^MaxConnections/d;/^TriggerLimit/d'"
+         " -e '/^Wants=/d;/^After=/d;/^Also=/d' /lib/systemd/system/httpgate.socket"
+         " >/etc/systemd/system/hgdefault.socket"
+         " && cp /lib/systemd/system/httpgate@.service /etc/systemd/system/hgdefault@.service"
+         " && systemctl daemon-reload && systemctl start hgdefault.socket")
+    r = c.client("hold", 8082, 1000, 2)
+    state = unit_prop(c, "hgdefault.socket", "ActiveState") + "/" + unit_prop(c, "hgdefault.socket", "Result")
+    print("# flood of 1000 connections in %.2f s on systemd's defaults: %s, socket %s" % (r.get("sec", 0), r, state))
+    ok(state == "failed/trigger-limit-hit",
+       "(systemd 252's defaults: the same flood fails the socket, port closed: %s)" % state)
+    c.run(["systemctl", "stop", "hgdefault.socket"], check=False)
+    r = c.client("hold", 80, 1000, 2)
+    print("# flood of 1000 connections in %.2f s on httpgate.socket: %s" % (r.get("sec", 0), r))
+    ok(unit_prop(c, "httpgate.socket", "ActiveState") == "active",
+       "a flood of 1000 connections in %.2f s leaves httpgate.socket listening" % r.get("sec", 0))
+    ok(r.get("held") == 256, "one address holds at most 256 of them (MaxConnectionsPerSource=)", r)
+    end = time.time() + 60
+    while time.time() < end and c.run(["systemctl", "list-units", "--no-legend", "--plain", "httpgate@*"],
+                                      check=False).stdout.strip():
+        time.sleep(0.5)
+    r = c.client("get", "/hello/after-flood")
+    ok(r.get("status") == "200", "requests are served after the flood")
+
+
 def pid1_ticks(c):
     """CPU ticks of the container's PID 1: its own, and its reaped children's
     (every instance, from fork to exit, sandbox set-up included)."""
@@ -669,7 +718,7 @@ def main():
         setup(c)
         for test in (test_units, test_first_start, test_log_file, test_refusals_before_start, test_crash,
                      test_together, test_retire, test_stop, test_launcher_refusals, test_picolisp,
-                     test_journal_fields, test_fallback, test_by_hand, test_tls, test_burst):
+                     test_journal_fields, test_fallback, test_by_hand, test_tls, test_flood, test_burst):
             try:
                 test(c)
             except Exception as e:  # a broken step is a failure, and the rest still runs
