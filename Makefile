@@ -17,9 +17,9 @@ SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 # links nothing but libc (each connection pays for what a process loads) and
 # becomes httpgate-tls, which adds GnuTLS, when a certificate is configured.
 CORE = src/util.c src/names.c src/index.c src/route.c src/request.c src/chunked.c src/options.c \
-       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/relay.c src/main.c
+       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/head.c src/relay.c src/main.c
 CORE += src/launch.c
-HDRS = src/httpgate.h
+HDRS = src/httpgate.h src/relay.h
 
 all: httpgate httpgate-tls
 
