@@ -600,7 +600,8 @@ http {{
         accept('app-httpgate', 18120, [gate, '--launcher=', f'--lock-dir={t("run")}', t('names-app-httpgate')])
         self.start_httpgate_orig('app-httpGate', ['18122', t('names-app-httpGate')])
         # TLS: the same certificate for all; the gate's ticket key in its state directory
-        accept('tls-httpgate', 18443, [gate, str(BACKEND), f'{t("tls", "key.pem")},{t("tls", "cert.pem")}'],
+        # httpgate-tls directly, as httpgate-tls@.service runs it (httpgate would exec it first)
+        accept('tls-httpgate', 18443, [gate + '-tls', str(BACKEND), f'{t("tls", "key.pem")},{t("tls", "cert.pem")}'],
                env=[f'STATE_DIRECTORY={t("state")}'])
         self.start_httpgate_orig('tls-httpGate', ['18445', str(BACKEND), f'{t("tls", "key.pem")},{t("tls", "cert.pem")}'])
         for port in (18101, 18102, 18103, 18104, 18105, 18443, 18444):
