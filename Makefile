@@ -142,3 +142,15 @@ bench: deps all build/bench/relay-glibc build/bench/relay-musl build/bench/tlslo
 	@bench/run.py
 
 .PHONY: bench
+
+# make robustness: tier-70 (hostile clients, faulty apps and configs, bytes
+# compared end to end, fuzzing) prints its table of figures and writes it to
+# test/robustness/figures.md (test/robustness/README-robustness.md says what
+# each figure means). ROBUSTNESS_FULL=1 for bigger numbers; make check runs
+# the same tier with its quick numbers. Needs root, as make check does.
+ROBUSTNESS_FUZZ_SECONDS ?= 30
+robustness: deps all build/httpgate-san $(FUZZ_TARGETS:%=build/fuzz-%)
+	ROBUSTNESS_FIGURES=$(CURDIR)/test/robustness/figures.md ROBUSTNESS_FUZZ_SECONDS=$(ROBUSTNESS_FUZZ_SECONDS) \
+		ROBUSTNESS_FULL=$(ROBUSTNESS_FULL) test/tier-70-robustness.py
+
+.PHONY: robustness
