@@ -203,6 +203,7 @@ static int handle_head(struct relay *r)
         r->st.requests++;
         consume_in(r, q.head_len);
         r->head_start = 0;
+        r->last = q.close && !tunnel;
         if (q.framing == BODY_LENGTH) {
                 r->body_left = q.content_length;
                 return relay_enter_body(r, RQ_BODY);
@@ -228,8 +229,10 @@ int relay_process_in(struct relay *r)
         r->out_len = r->out_off = 0;
         switch (r->rq) {
         case RQ_HEAD:
-                if (r->in_len == 0 && r->client_eof)
+                if ((r->in_len == 0 && r->client_eof) || r->last)
                         r->rq = RQ_CLOSED;
+                if (r->rq == RQ_CLOSED)
+                        return 0;
                 if (r->in_len == 0)
                         return -EAGAIN;
                 if (!r->head_start)
@@ -276,6 +279,12 @@ int relay_process_in(struct relay *r)
                 (void)out_add(r, r->in, r->in_len);
                 consume_in(r, r->in_len);
                 return 0;
+        case RQ_CLOSED:
+                /* After the last request, what the client still sends is read
+                 * and dropped: closing on unread bytes would reset the
+                 * connection under the answer. */
+                r->in_len = 0;
+                return -EAGAIN;
         default:
                 return -EAGAIN;
         }

@@ -156,7 +156,7 @@ static int load_fd(int fd, const struct stat *st, const char *path, bool index, 
 
 static int open_names(const char *path, int *fd, struct stat *st)
 {
-        *fd = open(path, O_RDONLY | O_CLOEXEC);
+        *fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the gate */
         if (*fd < 0)
                 return -errno;
         if (fstat(*fd, st) < 0 || !S_ISREG(st->st_mode) || (uint64_t)st->st_size > NAMES_FILE_MAX) {

@@ -140,6 +140,7 @@ static bool wants_read(const struct relay *r)
         case RQ_CHUNKED: return r->c->tls || r->in_len > 0 || chunked_data_left(&r->ch) == 0;
         case RQ_BODY:
         case RQ_TUNNEL: return r->c->tls;
+        case RQ_CLOSED: return r->last; /* to be dropped */
         default: return false;
         }
 }

@@ -25,6 +25,7 @@ struct relay {
         unsigned be_port;
         const struct name_entry *be_entry;
         bool be_eof, be_wr_shut, client_eof, client_wr_shut;
+        bool last;                    /* the client's last request went out (RFC 9112 9.6) */
 
         enum rq rq;
         char *in;                     /* client bytes not yet handled */

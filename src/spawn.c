@@ -103,6 +103,11 @@ pid_t spawn_app(const struct name_entry *e, const char **why)
                                    : "the entry's user does not exist";
                 return r;
         }
+        if (geteuid() != 0 && uid != geteuid()) {
+                /* Only root can become the entry's user; never run its command as another. */
+                *why = "the gate is not root and cannot run the app as the entry's user";
+                return -EPERM;
+        }
         if (pipe2(p, O_CLOEXEC) < 0)
                 return -errno;
         pid = fork();
