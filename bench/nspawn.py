@@ -1,16 +1,16 @@
 #!/usr/bin/python3
 """bench/nspawn.py TMP: the "httpgate under real systemd" row of `make bench`.
 
-Boots this machine's own root as a container (overlayfs: lower /, upper in
-TMP; `systemd-nspawn --boot --private-network`, as the test suite does),
-installs httpgate into it with `make install DESTDIR=`, starts the real
-httpgate.socket (port 80, Accept=yes) and httpgate-launch.socket, and
-measures from inside the container's private network (nsenter -n): the
+Boots this machine's own root as a container (test/lib/nspawn.py, as the
+test suite does: overlayfs, lower /, upper in TMP; `systemd-nspawn --boot
+--private-network`), installs httpgate into it with `make install
+DESTDIR=`, starts the real httpgate.socket (port 80, Accept=yes) and
+httpgate-launch.socket, and measures from inside the container's private network (nsenter -n): the
 backend nginx and the clients are the host's programs in that network. The
 container runs in its own memory cgroup, so the system-wide idle figure
 includes what systemd itself keeps per connection unit. Prints one JSON
 object on stdout; tears everything down (nspawn stopped by PID, overlay
-unmounted, TMP/ct removed) whatever happens.
+unmounted, its directory in TMP removed) whatever happens.
 """
 import json
 import os
@@ -23,7 +23,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, 'test', 'lib'))
 import run as B  # noqa: E402  (bench/run.py: the shared measuring helpers)
+from nspawn import Container  # noqa: E402  (the container the systemd test tiers boot)
 
 APP_PORT = 18221
 
@@ -36,85 +38,24 @@ def sh(argv, **kw):
     return subprocess.run(argv, capture_output=True, text=True, **kw)
 
 
-def leader_of(nspawn_pid):
-    try:
-        for t in os.listdir(f'/proc/{nspawn_pid}/task'):
-            kids = open(f'/proc/{nspawn_pid}/task/{t}/children').read().split()
-            if kids:
-                return int(kids[0])
-    except OSError:
-        pass
-    return None
-
-
-def in_ct(leader, cmd, timeout=60):
-    return sh(['nsenter', '-t', str(leader), '-a', 'sh', '-c', cmd], timeout=timeout)
-
-
-def setup(tmp, ct):
-    rootfs = f'{ct}/root'
-    for d in ('upper', 'work', 'root'):
-        os.makedirs(f'{ct}/{d}')
-    subprocess.run(['mount', '-t', 'overlay', 'overlay', '-o', f'lowerdir=/,upperdir={ct}/upper,workdir={ct}/work',
-                    rootfs], check=True)
-    r = sh(['make', '-s', '-C', ROOT, 'install', f'DESTDIR={rootfs}', 'PREFIX=/usr'])
-    if r.returncode != 0:
-        raise RuntimeError('make install into the container failed: ' + r.stderr[-500:])
-    app = f'{rootfs}/var/lib/httpgate-bench'
+def setup(c):
+    """Before the boot: the app, the names file, the unit without a sandbox."""
+    app = f'{c.root}/var/lib/httpgate-bench'
     os.makedirs(app, exist_ok=True)
     os.chmod(app, 0o1777)
     shutil.copy(f'{HERE}/app.py', f'{app}/app.py')
     os.chmod(f'{app}/app.py', 0o644)
-    # nothing else of this machine's may take port 80 in the container
-    os.makedirs(f'{rootfs}/etc/systemd/system', exist_ok=True)
-    for unit in ('nginx.service', 'apache2.service', 'lighttpd.service'):
-        link = f'{rootfs}/etc/systemd/system/{unit}'
-        if not os.path.lexists(link):
-            os.symlink('/dev/null', link)
     # the same gate without the sandbox, to show what the sandbox costs per connection
-    with open(f'{rootfs}/etc/systemd/system/httpgate-bare.socket', 'w') as f:
-        f.write('[Socket]\nListenStream=81\nBindIPv6Only=both\nAccept=yes\nMaxConnections=1024\n'
-                'TriggerLimitIntervalSec=0\nTriggerLimitBurst=0\n')
-    with open(f'{rootfs}/etc/systemd/system/httpgate-bare@.service', 'w') as f:
-        f.write('[Unit]\nCollectMode=inactive-or-failed\n[Service]\nExecStart=/usr/bin/httpgate /etc/httpgate/names\n'
-                'SuccessExitStatus=1 2\nUser=httpgate\nGroup=httpgate\n')
-    os.makedirs(f'{rootfs}/etc/httpgate', exist_ok=True)
-    with open(f'{rootfs}/etc/httpgate/names', 'w') as f:
-        f.write(f'@ {B.BACKEND} nobody / ^ /bin/false\n'
-                f'app {APP_PORT} nobody /var/lib/httpgate-bench ^ /usr/bin/python3 /var/lib/httpgate-bench/app.py '
-                f'{APP_PORT} 0.5 /var/lib/httpgate-bench/listen\n')
-
-
-def boot(ct, cgs, name):
-    wrap = B.cg_wrap(cgs)
-    out = open(f'{ct}/console.log', 'wb')
-    p = subprocess.Popen(wrap + ['systemd-nspawn', '-q', '-D', f'{ct}/root', '--boot', '--private-network',
-                                 '--register=no', '--keep-unit', '-M', name],
-                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    deadline = time.time() + 60
-    leader = None
-    while time.time() < deadline and p.poll() is None:
-        leader = leader_of(p.pid)
-        if leader:
-            st = in_ct(leader, 'systemctl is-system-running 2>/dev/null', timeout=10).stdout.strip()
-            if st in ('running', 'degraded'):
-                return p, leader
-        time.sleep(0.2)
-    raise RuntimeError(f'the container did not boot (state: {p.poll()}); see {ct}/console.log')
-
-
-def teardown(p, ct):
-    if p and p.poll() is None:
-        p.send_signal(signal.SIGTERM)  # nspawn powers the container off
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    if os.path.ismount(f'{ct}/root'):
-        if sh(['umount', f'{ct}/root']).returncode != 0:
-            sh(['umount', '-l', f'{ct}/root'])
-    shutil.rmtree(ct, ignore_errors=True)
+    c.write('/etc/systemd/system/httpgate-bare.socket',
+            '[Socket]\nListenStream=81\nBindIPv6Only=both\nAccept=yes\nMaxConnections=1024\n'
+            'TriggerLimitIntervalSec=0\nTriggerLimitBurst=0\n')
+    c.write('/etc/systemd/system/httpgate-bare@.service',
+            '[Unit]\nCollectMode=inactive-or-failed\n[Service]\nExecStart=/usr/bin/httpgate /etc/httpgate/names\n'
+            'SuccessExitStatus=1 2\nUser=httpgate\nGroup=httpgate\n')
+    c.write('/etc/httpgate/names',
+            f'@ {B.BACKEND} nobody / ^ /bin/false\n'
+            f'app {APP_PORT} nobody /var/lib/httpgate-bench ^ /usr/bin/python3 /var/lib/httpgate-bench/app.py '
+            f'{APP_PORT} 0.5 /var/lib/httpgate-bench/listen\n')
 
 
 def cg_files(cgs):
@@ -235,9 +176,10 @@ def main():
         print(json.dumps(measure(tmp, leader, cgs)))
         return
     tmp = sys.argv[1]
-    ct = f'{tmp}/ct'
     cgs = B.make_cgroups(f'httpgate-bench-ct-{os.getpid()}')
-    p = None
+    # The default boot target, but nothing else of this machine's may take port 80.
+    c = Container('httpgate-bench', parents=(tmp,), target=None, wrap=B.cg_wrap(cgs),
+                  mask=('nginx.service', 'apache2.service', 'lighttpd.service'))
     out = {}
 
     def stop(signum, frame):
@@ -246,34 +188,34 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        setup(tmp, ct)
         log('booting the container')
         t0 = time.time()
-        p, leader = boot(ct, cgs, f'httpgate-bench-{os.getpid()}')
+        why = c.start(before_boot=setup)
+        if why:
+            raise RuntimeError(why)
         boot_s = time.time() - t0
-        r = in_ct(leader, 'systemd-sysusers >/dev/null 2>&1; systemd-tmpfiles --create >/dev/null 2>&1; '
-                          'systemctl daemon-reload && systemctl start httpgate-launch.socket httpgate.socket '
-                          'httpgate-bare.socket && '
-                          'ip link set lo up')
+        r = c.sh('systemd-sysusers >/dev/null 2>&1; systemd-tmpfiles --create >/dev/null 2>&1; '
+                 'systemctl daemon-reload && systemctl start httpgate-launch.socket httpgate.socket '
+                 'httpgate-bare.socket && ip link set lo up', check=False, timeout=60)
         if r.returncode != 0:
             raise RuntimeError('starting httpgate.socket failed: ' + r.stderr[-500:])
-        m = sh(['nsenter', '-t', str(leader), '-n', sys.executable, os.path.abspath(__file__), '--measure', tmp,
-                str(leader), ':'.join(cgs)], timeout=900)
+        m = sh(['nsenter', '-t', str(c.leader), '-n', sys.executable, os.path.abspath(__file__), '--measure', tmp,
+                str(c.leader), ':'.join(cgs)], timeout=900)
         sys.stderr.write(m.stderr)
         if m.returncode != 0:
             raise RuntimeError(f'measuring failed ({m.returncode}): {m.stderr[-300:]}')
         rows = json.loads(m.stdout)
-        failed = in_ct(leader, 'systemctl list-units --failed --no-legend "httpgate*" | wc -l').stdout.strip()
+        failed = c.sh('systemctl list-units --failed --no-legend "httpgate*" | wc -l', check=False).stdout.strip()
         out = {'rows': rows, 'boot_s': boot_s,
                'note': f'Real systemd: the container booted in {boot_s:.1f} s; httpgate.socket and httpgate@.service '
                        f'as installed (sandbox included), names file /etc/httpgate/names with a `@` entry; '
-                       f'failed httpgate units afterwards: {failed or "?"}.'}
+                       f'failed httpgate units afterwards: {failed}.'}
     except KeyboardInterrupt:
         out = {'error': 'interrupted'}
     except Exception as e:  # the row says why; the rest of the bench stands
         out = {'error': str(e)[:300]}
     finally:
-        teardown(p, ct)
+        c.stop()
         for top in cgs:
             B.remove_cgroups(top)
     print(json.dumps(out))

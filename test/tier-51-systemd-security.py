@@ -1,0 +1,591 @@
+#!/usr/bin/python3
+"""tier-51: HTTPS and the sandbox under a real systemd, installed as a user installs it.
+
+Boots the machine's own root in a container (test/lib/nspawn.py: systemd-nspawn
+--boot --private-network on an overlay of "/", `make install DESTDIR=`) and
+checks, with clients run inside (test/lib/ctclient.py, curl, gnutls-cli):
+
+TLS (issue 4), through the installed httpgate-tls.socket on port 443 with the
+key and certificate in /etc/httpgate as httpgate.units(5) says (certificates
+made here with certtool, a test CA): curl over HTTPS; TLS 1.0 and 1.1 refused
+(gnutls-cli against a gnutls-serv control that accepts them); resumption in a
+second process (gnutls-cli --resume) through the ticket key the first
+instance created in the state directory (0600, the gate's user); X-Pil
+*Gate=https and *Cipher at the app; a certificate replaced on disk served by
+the next connection; the directory form (--tls-dir, certbot's layout) through
+a drop-in: each host name its own certificate, hostile SNI names served the
+default one.
+
+Privilege and isolation (issue 6): a drop-in swaps each instance unit's
+ExecStart for a probe (the unit's sandbox as installed) that tries to write
+everywhere, to read the TLS key file at its /etc path, to reach the system
+bus and systemd's private socket, and reports to its client; the drop-in is
+then removed. The launcher, called directly as the user httpgate, is sent
+names with "../", "/", blanks, shell metacharacters, NUL, CR, overlong names,
+a redirect entry, root and gid-0 users: each refused with an answer and a
+journal entry, and no unit but httpgate-app-echo ever appears. Requests with
+hostile targets get the documented 4xx and start nothing, create no file.
+
+Needs root, systemd-nspawn and overlayfs; prints a skip line otherwise. The
+container is torn down whatever happens, also on SIGTERM.
+"""
+import json
+import os
+import re
+import sys
+import threading
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "test", "lib"))
+from gatetest import done, ok  # noqa: E402
+from nspawn import run_tier, text  # noqa: E402
+
+# ---- what goes into the container -------------------------------------
+
+# The app: answers with its name, the path it got and every header field.
+ECHO = r'''#!/usr/bin/python3
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("app=%s path=%s\n%s" % (os.environ.get("NAME"), self.path, self.headers)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+NAMES = """# names file for tier-51
+echo     4101 hgapp1 /srv/echo ^ ./echo.py
+redir    0    http://example.org/
+rootapp  4102 root   /srv/echo ^ ./echo.py
+gid0app  4103 hggid0 /srv/echo ^ ./echo.py
+"""
+
+# Run by an instance unit in place of httpgate (drop-in): what its sandbox
+# lets it do, as an HTTP answer on its connection (fd 3) with a JSON body.
+PROBE = r'''#!/usr/bin/python3
+import errno, json, os, socket, subprocess, sys, time
+TAG = sys.argv[1]
+def err(e):
+    return errno.errorcode.get(e.errno, str(e.errno))
+def create(d, keep=False):
+    p = os.path.join(d, "hgprobe-marker-" + TAG if keep else "hgprobe-%d" % os.getpid())
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        return err(e)
+    try:
+        os.write(fd, b"probe\n")
+    except OSError:
+        pass  # created is enough (a message queue in /dev/mqueue takes no write)
+    os.close(fd)
+    if not keep:
+        os.unlink(p)
+    return "written"
+def append(p):
+    try:
+        os.close(os.open(p, os.O_WRONLY | os.O_APPEND))
+        return "opened for writing"
+    except OSError as e:
+        return err(e)
+def read(p):
+    try:
+        with open(p, "rb") as f:
+            return "read %d bytes" % len(f.read())
+    except OSError as e:
+        return err(e)
+def stream(p, auth=False):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect(p)
+    except OSError as e:
+        return err(e)
+    reply = ""
+    if auth:
+        try:
+            s.sendall(b"\0AUTH EXTERNAL " + str(os.getuid()).encode().hex().encode() + b"\r\n")
+            reply = ", AUTH EXTERNAL: " + (s.recv(256).decode("latin-1").strip() or "closed")
+        except OSError as e:
+            reply = ", AUTH EXTERNAL: " + err(e)
+    s.close()
+    return "connected" + reply
+def dgram(p):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.connect(p)
+        return "connected"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+def walk(limit=20):
+    found, t = [], time.time()
+    for top, dirs, files in os.walk("/"):
+        dirs[:] = sorted(d for d in dirs if os.path.join(top, d) not in ("/proc", "/sys"))
+        if os.access(top, os.W_OK) and create(top) == "written":
+            found.append(top)
+        if time.time() - t > limit:
+            found.append("(walk stopped after %d s at %s)" % (limit, top))
+            break
+    return found
+conn = socket.socket(fileno=3)
+conn.settimeout(5)
+try:
+    conn.recv(4096)
+except OSError:
+    pass
+st = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
+cred = os.environ.get("CREDENTIALS_DIRECTORY", "")
+r = {"uid": os.getuid(), "gid": os.getgid(),
+     "status": {k: st[k].strip() for k in ("CapEff", "CapBnd", "NoNewPrivs", "Seccomp")},
+     "env": {k: os.environ.get(k) for k in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "CACHE_DIRECTORY",
+                                            "RUNTIME_DIRECTORY")},
+     "create": {d: create(d) for d in ("/etc", "/etc/httpgate", "/usr", "/usr/bin", "/opt", "/home",
+                                       "/home/hgapp1", "/root", "/run", "/run/httpgate", "/run/systemd",
+                                       "/srv/echo", "/var", "/var/lib", "/var/log", "/var/lib/httpgate",
+                                       "/var/cache/httpgate", "/dev")},
+     "keep": {d: create(d, keep=True) for d in ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", "/run/lock")},
+     "sees": {d: sorted(os.listdir(d)) if os.path.isdir(d) else [] for d in ("/dev/shm", "/dev/mqueue", "/run/lock")},
+     "append": {p: append(p) for p in ("/etc/httpgate/names", "/etc/passwd", "/srv/echo/echo.py",
+                                       "/usr/bin/httpgate")},
+     "read": {"/etc/httpgate/key.pem": read("/etc/httpgate/key.pem"), "/etc/shadow": read("/etc/shadow"),
+              "$CREDENTIALS_DIRECTORY/key.pem": read(os.path.join(cred, "key.pem")) if cred else "no credentials"},
+     "connect": {"/run/dbus/system_bus_socket": stream("/run/dbus/system_bus_socket", auth=True),
+                 "/run/systemd/private": stream("/run/systemd/private", auth=True),
+                 "/run/httpgate/launch.sock": stream("/run/httpgate/launch.sock"),
+                 "/run/systemd/journal/socket": dgram("/run/systemd/journal/socket")}}
+try:
+    b = subprocess.run(["busctl", "--system", "--timeout=3", "get-property", "org.freedesktop.systemd1",
+                        "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "Version"],
+                       capture_output=True, text=True, timeout=10)
+    r["busctl"] = "exit %d: %s" % (b.returncode, (b.stdout + b.stderr).strip()[-200:])
+except (OSError, subprocess.TimeoutExpired) as e:
+    r["busctl"] = repr(e)
+r["writable"] = walk()
+body = json.dumps(r).encode()
+conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+conn.close()
+'''
+
+CERT_TMPL = 'cn = "%s"\ndns_name = "%s"\nserial = %d\ntls_www_server\nsigning_key\nexpiration_days = 30\n'
+
+
+def setup(c):
+    c.write("/srv/echo/echo.py", ECHO, 0o755)
+    c.write("/opt/hgtest/probe.py", PROBE, 0o755)
+    c.write("/etc/httpgate/names", NAMES)
+    c.sh("useradd --create-home hgapp1 && useradd -M -g 0 hggid0 && chown -R hgapp1: /srv/echo"
+         " && systemctl start httpgate.socket")
+
+
+# ---- TLS ------------------------------------------------------------------
+
+def make_cert(c, name, cn, serial):
+    """/etc/hgtest/NAME.key and NAME.pem (cn, signed by the test CA)."""
+    c.write("/etc/hgtest/%s.tmpl" % name, CERT_TMPL % (cn, cn, serial))
+    c.sh("cd /etc/hgtest && certtool --generate-privkey --key-type ecdsa --no-text --outfile {n}.key 2>/dev/null"
+         " && certtool --generate-certificate --no-text --load-privkey {n}.key --load-ca-certificate ca.pem"
+         " --load-ca-privkey ca.key --template {n}.tmpl --outfile {n}.pem 2>/dev/null".format(n=name))
+
+
+def install_pair(c, name, key, chain, group="root", key_mode="600"):
+    """Key and chain as certbot renews them (each file replaced whole)."""
+    c.sh("cd /etc/hgtest && install -m {m} -g {g} {n}.key {k}.new && mv -f {k}.new {k}"
+         " && cat {n}.pem ca.pem >{f}.new && chmod 644 {f}.new && mv -f {f}.new {f}".format(
+             n=name, k=key, f=chain, g=group, m=key_mode))
+
+
+def serial(r):
+    try:
+        return int(r.get("serial", ""), 16)
+    except ValueError:
+        return None
+
+
+def gnutls_cli(c, *args, sni="localhost", verify=None):
+    return c.run(["gnutls-cli", "--x509cafile", "/etc/hgtest/ca.pem", "--sni-hostname", sni, "--verify-hostname",
+                  verify or sni] + list(args) + ["127.0.0.1"], stdin="", check=False, timeout=30)
+
+
+def test_tls(c):
+    c.write("/etc/hgtest/ca.tmpl", 'cn = "httpgate tier-51 CA"\nca\ncert_signing_key\nexpiration_days = 30\n')
+    c.sh("cd /etc/hgtest && certtool --generate-privkey --key-type ecdsa --no-text --outfile ca.key 2>/dev/null"
+         " && certtool --generate-self-signed --no-text --load-privkey ca.key --template ca.tmpl --outfile ca.pem"
+         " 2>/dev/null")
+    for name, cn, num in (("localhost", "localhost", 0x101), ("renewed", "localhost", 0x102),
+                          ("a", "a.test", 0x201), ("b", "b.test", 0x202), ("d", "default.test", 0x203),
+                          ("a2", "a.test", 0x204)):
+        make_cert(c, name, cn, num)
+    install_pair(c, "localhost", "/etc/httpgate/key.pem", "/etc/httpgate/cert.pem")
+    # The machine's own /var/lib/httpgate (lower layer) must not lend a ticket key.
+    c.sh("rm -rf /var/lib/httpgate && systemctl start httpgate-tls.socket")
+    ok(c.run(["systemctl", "is-active", "httpgate-tls.socket"], check=False).stdout.strip() == "active",
+       "httpgate-tls.socket listens on port 443")
+    ok(c.run(["stat", "-c", "%U %a", "/etc/httpgate/key.pem"], check=False).stdout.strip() == "root 600",
+       "the key file is root's, mode 0600, as httpgate.units(5) says")
+
+    r = c.run(["curl", "-sS", "--cacert", "/etc/hgtest/ca.pem", "-w", "\n%{http_code}",
+               "https://localhost/echo/tls"], check=False)
+    ok(r.stdout.endswith("\n200") and "app=echo path=/tls" in r.stdout,
+       "curl over HTTPS on port 443, verified against the test CA, reaches the app", r.stdout[-300:] + r.stderr)
+    heads = r.stdout.splitlines()
+    ok(heads.count("X-Pil: *Gate=https") == 1, "the app sees X-Pil: *Gate=https", r.stdout[-400:])
+    cipher = [h.split("=", 1)[1] for h in heads if h.startswith("X-Pil: *Cipher=")]
+    ok(len(cipher) == 1 and cipher[0].startswith("TLS_"), "the app sees X-Pil: *Cipher=%s" % cipher, r.stdout[-400:])
+    st = c.run(["stat", "-c", "%U %G %a %s", "/var/lib/httpgate/ticket.key"], check=False).stdout.strip()
+    ok(st == "httpgate httpgate 600 64",
+       "the first connection created the ticket key in the state directory: 64 bytes, 0600, the gate's user", st)
+    before = c.run(["sha256sum", "/var/lib/httpgate/ticket.key"], check=False).stdout
+
+    for ver in ("TLS1.3", "TLS1.2"):
+        p = gnutls_cli(c, "--resume", "--priority", "NORMAL:-VERS-ALL:+VERS-" + ver)
+        ok(p.returncode == 0 and "This is a resumed session" in p.stdout,
+           "%s: gnutls-cli --resume: the second connection (another instance) resumes the first's session" % ver,
+           (p.returncode, p.stdout[-300:], p.stderr[-200:]))
+    ok(c.run(["sha256sum", "/var/lib/httpgate/ticket.key"], check=False).stdout == before,
+       "later instances keep the ticket key")
+
+    # Old versions: refused by the gate, while the same client speaks them
+    # to a gnutls-serv that allows them (a control, on the container's loopback).
+    c.run(["systemd-run", "--unit=hgtest-gnutls-serv", "gnutls-serv", "--x509keyfile", "/etc/hgtest/localhost.key",
+           "--x509certfile", "/etc/hgtest/localhost.pem", "-p", "9443", "--priority",
+           "NORMAL:+VERS-TLS1.0:+VERS-TLS1.1"], check=False)
+    mark = time.time()
+    for ver in ("TLS1.0", "TLS1.1"):
+        p = gnutls_cli(c, "--priority", "NORMAL:-VERS-ALL:+VERS-" + ver)
+        ctl = c.run(["gnutls-cli", "--x509cafile", "/etc/hgtest/ca.pem", "-p", "9443", "--priority",
+                     "NORMAL:-VERS-ALL:+VERS-" + ver, "localhost"], stdin="", check=False, timeout=30)
+        ok(p.returncode != 0 and "Handshake was completed" not in p.stdout and "Handshake was completed" in ctl.stdout,
+           "%s refused on port 443 (gnutls-cli --priority ...+VERS-%s; it works against gnutls-serv)" % (ver, ver),
+           (p.stdout[-200:], ctl.stdout[-200:]))
+    c.run(["systemctl", "stop", "hgtest-gnutls-serv"], check=False)
+
+    def versions(ents):
+        return [m for m in (text(e.get("MESSAGE", "")) for e in ents) if "unsupported version" in m]
+    ents = c.journal_until(lambda e: len(versions(e)) >= 2, "-t", "httpgate", since=mark)
+    ok(len(versions(ents)) == 2, "each refused version is in the journal", versions(ents))
+
+    r1 = c.client("cert", "localhost")
+    install_pair(c, "renewed", "/etc/httpgate/key.pem", "/etc/httpgate/cert.pem")
+    r2 = c.client("cert", "localhost")
+    ok(serial(r1) == 0x101 and serial(r2) == 0x102,
+       "a certificate (and key) replaced in /etc/httpgate is served by the next connection", (r1, r2))
+    ok(c.run(["systemctl", "is-failed", "--quiet", "httpgate-tls.socket"], check=False).returncode != 0,
+       "httpgate-tls.socket is fine after all of it")
+
+
+def test_tls_dir(c):
+    # certbot's layout, readable by the group httpgate (httpgate.units(5):
+    # the directory form cannot come through LoadCredential=).
+    for host, name in (("a.test", "a"), ("b.test", "b"), ("default", "d")):
+        c.sh("mkdir -p /etc/httpgate/live/" + host)
+        install_pair(c, name, "/etc/httpgate/live/%s/privkey.pem" % host, "/etc/httpgate/live/%s/fullchain.pem" % host,
+                     group="httpgate", key_mode="640")
+    c.write("/etc/systemd/system/httpgate-tls@.service.d/hgtest-dir.conf",
+            "[Service]\nExecStart=\nExecStart=/usr/bin/httpgate --tls-dir=/etc/httpgate/live /etc/httpgate/names\n")
+    c.run(["systemctl", "daemon-reload"])
+    try:
+        got = {sni: c.client("cert", sni) for sni in ("a.test", "b.test", "-", "unknown.test")}
+        ok(got["a.test"].get("cn") == "a.test" and got["b.test"].get("cn") == "b.test",
+           "--tls-dir (a drop-in): SNI a.test gets a.test's certificate, b.test b.test's", got)
+        ok(got["-"].get("cn") == "default.test" and got["unknown.test"].get("cn") == "default.test",
+           "... no SNI, or a name it has no directory for, gets DIR/default's", got)
+        for host in ("a.test", "b.test"):
+            r = c.run(["curl", "-sS", "--cacert", "/etc/hgtest/ca.pem", "--resolve", host + ":443:127.0.0.1",
+                       "-w", "\n%{http_code}", "https://%s/echo/%s" % (host, host)], check=False)
+            ok(r.stdout.endswith("\n200") and "path=/" + host in r.stdout,
+               "curl https://%s/ verifies the name and reaches the app" % host, r.stdout[-200:] + r.stderr)
+        # GnuTLS itself refuses a name that is not a DNS name; the others
+        # must not lead anywhere but to the default.
+        mark = time.time()
+        refused = 0
+        for sni in ("..", "../../../etc/httpgate", "a.test/../b.test", "default/../a.test", "%2e%2e", ".a.test"):
+            p = gnutls_cli(c, sni=sni, verify="default.test")
+            served = re.findall(r"subject `CN=([^']*)'", p.stdout)[:1]
+            refused += p.returncode != 0 and not served
+            ok(served == ["default.test"] or (p.returncode != 0 and not served),
+               "a hostile SNI name %r: %s" % (sni, "refused" if not served else "served %s" % served[0]),
+               (p.stdout[-300:], p.stderr[-200:]))
+        ents = c.journal_until(lambda e: sum("disallowed SNI" in text(x.get("MESSAGE", "")) for x in e) >= refused,
+                               "-t", "httpgate", since=mark)
+        ok(sum("disallowed SNI" in text(x.get("MESSAGE", "")) for x in ents) == refused,
+           "... each refused one logged as such (%d)" % refused)
+        install_pair(c, "a2", "/etc/httpgate/live/a.test/privkey.pem", "/etc/httpgate/live/a.test/fullchain.pem",
+                     group="httpgate", key_mode="640")
+        r = c.client("cert", "a.test")
+        ok(serial(r) == 0x204 and serial(got["a.test"]) == 0x201,
+           "a renewed a.test in the directory is served by the next connection", (got["a.test"], r))
+        # b.test's key with a.test's certificate
+        c.sh("mkdir -p /etc/httpgate/live/bad.test && cd /etc/hgtest"
+             " && install -m 640 -g httpgate b.key /etc/httpgate/live/bad.test/privkey.pem"
+             " && cat a.pem ca.pem >/etc/httpgate/live/bad.test/fullchain.pem")
+        mark = time.time()
+        p = gnutls_cli(c, sni="bad.test", verify="a.test")
+        ok(p.returncode != 0 and "subject `" not in p.stdout, "a key that does not match its certificate: the "
+           "handshake is refused", p.stdout[-200:])
+
+        def bad(ents):
+            return [m for m in (text(e.get("MESSAGE", "")) for e in ents)
+                    if "/etc/httpgate/live/bad.test/privkey.pem does not belong" in m]
+        ents = c.journal_until(lambda e: bad(e), "-t", "httpgate", since=mark)
+        ok(len(bad(ents)) == 1, "... and the journal names the file", [e.get("MESSAGE") for e in ents][-3:])
+        ok(c.client("cert", "b.test").get("cn") == "b.test", "... while the other names are served")
+        print("# note: the directory form has the instance read the keys itself (group httpgate, httpgate.units(5));"
+              " only the single-certificate form keeps the key from the gate's user")
+    finally:
+        c.run(["rm", "-f", "/etc/systemd/system/httpgate-tls@.service.d/hgtest-dir.conf"], check=False)
+        c.run(["systemctl", "daemon-reload"], check=False)
+
+
+# ---- privilege and isolation -----------------------------------------------
+
+def probe(c, unit, port, tag):
+    """The instance unit's sandbox, as installed, with the probe for ExecStart."""
+    conf = "/etc/systemd/system/%s.d/hgtest-probe.conf" % unit
+    c.write(conf, "[Service]\nExecStart=\nExecStart=/usr/bin/python3 /opt/hgtest/probe.py %s\n" % tag)
+    c.run(["systemctl", "daemon-reload"])
+    try:
+        r = c.client("raw", b"GET / HTTP/1.1\r\nHost: probe\r\n\r\n".hex(), port, timeout=60)
+        try:
+            return json.loads(r.get("body", ""))
+        except ValueError:
+            return {"error": r}
+    finally:
+        c.run(["rm", "-f", conf], check=False)
+        c.run(["systemctl", "daemon-reload"], check=False)
+
+
+SHARED = ("/dev/shm", "/dev/mqueue", "/run/lock")   # world-writable places of the whole machine
+
+
+def test_sandbox(c):
+    c.sh("touch /dev/shm/hgtest-outside /run/lock/hgtest-outside")
+    for unit, port, tag, own in (("httpgate@.service", 80, "plain", ["/var/cache/httpgate"]),
+                                 ("httpgate-tls@.service", 443, "tls", ["/var/cache/httpgate", "/var/lib/httpgate"])):
+        t0 = time.time()
+        r = probe(c, unit, port, tag)
+        print("# probe in %s (%.1f s): %s" % (unit, time.time() - t0, json.dumps(r)[:3000]))
+        if not ok("error" not in r, "%s: the probe ran in its sandbox and reported" % unit, r.get("error")):
+            continue
+        stat = r["status"]
+        ok(r["uid"] != 0 and int(stat["CapEff"], 16) == 0 and stat["NoNewPrivs"] == "1" and stat["Seccomp"] == "2",
+           "%s: runs as uid %d, no capabilities, no new privileges, a seccomp filter" % (unit, r["uid"]), stat)
+        denied = {d: v for d, v in r["create"].items() if d not in own}
+        ok(all(v in ("EROFS", "EACCES", "EPERM", "ENOENT") for v in denied.values()),
+           "%s: cannot create a file in /etc, /usr, /home, /root, /run, /srv, /var/lib, /var/log, /dev, ..." % unit,
+           {d: v for d, v in denied.items() if v == "written"})
+        ok(all(r["create"].get(d) == "written" for d in own), "%s: can write its own %s" % (unit, " ".join(own)),
+           r["create"])
+        ok(all(v != "opened for writing" for v in r["append"].values()),
+           "%s: cannot open the names file, /etc/passwd, the app or itself for writing" % unit, r["append"])
+        allowed = own + ["/tmp", "/var/tmp"] + list(SHARED)
+        extra = [d for d in r["writable"] if not any(d == a or d.startswith(a + "/") for a in allowed)]
+        ok(not extra, "%s: a walk through the whole tree finds no writable directory but %s and %s" % (
+            unit, " ".join(allowed[:-len(SHARED)]), " ".join(SHARED)), extra)
+        left = c.sh("ls -d /tmp/hgprobe-marker-{t} /var/tmp/hgprobe-marker-{t} 2>/dev/null; true".format(t=tag),
+                    check=False).stdout.split()
+        ok(r["keep"]["/tmp"] == "written" and not left,
+           "%s: what it writes in /tmp and /var/tmp stays in its private ones (PrivateTmp=)" % unit, (r["keep"], left))
+        for d in SHARED:
+            marker = "%s/hgprobe-marker-%s" % (d, tag)
+            after = c.run(["test", "-e", marker], check=False).returncode == 0
+            ok(r["keep"][d] != "written", "%s: cannot write %s, the machine's, shared with every process" % (unit, d),
+               "it created %s; it sees there %s; after the instance ended the file is %s" % (
+                   marker, r["sees"][d], "still there" if after else "gone"))
+        ok(r["read"]["/etc/httpgate/key.pem"] in ("EACCES", "ENOENT", "EPERM"),
+           "%s: cannot read the TLS key file /etc/httpgate/key.pem (%s)" % (unit, r["read"]["/etc/httpgate/key.pem"]))
+        if tag == "tls":
+            ok(r["read"]["$CREDENTIALS_DIRECTORY/key.pem"].startswith("read "),
+               "%s: reads its copy in $CREDENTIALS_DIRECTORY (%s)" % (unit, r["env"]["CREDENTIALS_DIRECTORY"]),
+               r["read"])
+        bus = r["connect"]["/run/dbus/system_bus_socket"]
+        ok(not bus.startswith("connected") and not r["busctl"].startswith("exit 0"),
+           "%s: cannot reach the system bus (%s)" % (unit, bus),
+           "busctl get-property org.freedesktop.systemd1 ... Version from inside: " + r["busctl"])
+        priv = r["connect"]["/run/systemd/private"]
+        ok(not priv.startswith("connected, AUTH EXTERNAL: OK"),
+           "%s: systemd's private socket does not let it in (%s)" % (unit, priv))
+        ok(r["connect"]["/run/httpgate/launch.sock"] == "connected"
+           and r["connect"]["/run/systemd/journal/socket"] == "connected",
+           "%s: what it needs stays reachable: the launcher's socket and the journal" % unit, r["connect"])
+    r = c.client("get", "/echo/after-probe")
+    r2 = c.client("raw", request("/echo/after-probe").hex(), 443, "localhost")
+    ok(r.get("status") == "200" and r2.get("status") == "200",
+       "with the drop-ins removed the gate serves again (ports 80 and 443)", (r, r2))
+
+
+# ---- the launcher, called directly -------------------------------------
+
+LAUNCH_CASES = [
+    # what, bytes, answer, reason in the journal
+    ("a path with ../", b"../../etc/passwd\n", "404", "no such app"),
+    ("an absolute path", b"/bin/sh\n", "404", "no such app"),
+    ("a name with a blank", b"echo -c reboot\n", "400", "blank"),
+    ("$(...) without blanks", b"$(touch${IFS}/tmp/pwned)\n", "404", "no such app"),
+    ("$(...) with a blank", b"$(touch /tmp/pwned)\n", "400", "blank"),
+    ("backquotes", b"`touch${IFS}/tmp/pwned`\n", "404", "no such app"),
+    ("a semicolon", b"echo;reboot\n", "404", "no such app"),
+    ("a pipe", b"echo|reboot\n", "404", "no such app"),
+    ("a NUL", b"echo\x00../../x\n", "400", "control character"),
+    ("a CR", b"echo\r\n", "400", "control character"),
+    ("a tab", b"echo\tx\n", "400", "control character"),
+    ("a 65-byte name", b"e" * 65 + b"\n", "400", "longer than 64"),
+    ("a 100 000-byte name", b"e" * 100000 + b"\n", "400", "longer than 64"),
+    ("a unit name", b"httpgate-app-echo.service\n", "404", "no such app"),
+    ("an escaped unit name", b"echo\\x2dx\n", "404", "no such app"),
+    ("an option", b"--help\n", "404", "no such app"),
+    ("a glob", b"*\n", "404", "no such app"),
+    ("the default key @ (none here)", b"@\n", "404", "no such app"),
+    ("non-ASCII", "\u00e9cho\n".encode(), "404", "no such app"),
+    ("an empty name", b"\n", "400", "empty name"),
+    ("a name cut off by the caller", b"echo", "400", "connection closed"),
+    ("a redirect entry", b"redir\n", "404", "redirect entry"),
+    ("an entry whose user is root", b"rootapp\n", "403", "uid or gid 0"),
+    ("an entry whose user's group is root (gid 0)", b"gid0app\n", "403", "uid or gid 0"),
+]
+
+
+def test_launcher(c):
+    mark = time.time()
+    slow = {}
+    t = threading.Thread(target=lambda: slow.update(c.client("launch", b"echo".hex(), user="httpgate")))
+    t.start()   # a caller that sends no newline: 408 after the launcher's 5 s
+    for what, data, want, why in LAUNCH_CASES:
+        r = c.client("launch", "-", "shut" if data == b"echo" else "wait", user="httpgate", stdin=data.hex())
+        ok(r.get("answer", "").startswith(want + " "), "the launcher answers %s to %s" % (want, what), r)
+    r = c.client("launch", b"echo\nrootapp\nUser=root\n".hex(), user="httpgate")
+    ok(r.get("answer", "").startswith("200 "), "it starts a names entry it is asked for (echo)", r)
+    t.join()
+    ok(slow.get("answer", "").startswith("408 "), "a caller that never ends its name gets 408", slow)
+    ents = c.journal_until(lambda e: len(e) >= len(LAUNCH_CASES) + 1, "-t", "httpgate-launch",
+                           "HTTPGATE_LAUNCH=refused", since=mark)
+    msgs = [text(e.get("MESSAGE", "")) for e in ents]
+    timeout = [m for m in msgs if "within 5 s" in m]
+    msgs = [m for m in msgs if "within 5 s" not in m]
+    ok(len(msgs) == len(LAUNCH_CASES) and len(timeout) == 1,
+       "each refusal is in the journal (%d of %d, and the timeout)" % (len(msgs), len(LAUNCH_CASES)), msgs)
+    for (what, data, want, why), m in zip(LAUNCH_CASES, msgs):
+        ok(why in m, "... %s: %s" % (what, m[:100]), why)
+    ok(all(len(m) < 400 for m in msgs) and not any("\x00" in m or "\r" in m for m in msgs),
+       "refusals are logged bounded and with control characters escaped", [m for m in msgs if len(m) >= 400][:1])
+    units = c.units("httpgate-app-*")
+    ever = app_units_logged(c, mark)
+    ok(units == ["httpgate-app-echo.service"] and ever <= {"httpgate-app-echo.service"},
+       "no unit but httpgate-app-echo.service appeared (systemctl list-units --all, and the journal)", (units, ever))
+    ok(c.unit_prop("httpgate-app-echo.service", "User") == "hgapp1"
+       and "path=/srv/echo/echo.py" in c.unit_prop("httpgate-app-echo.service", "ExecStart"),
+       "... with the entry's user and command, whatever followed the name")
+    failed = c.units("httpgate-launch@*")
+    ok(not [u for u in failed if c.unit_prop(u, "ActiveState") == "failed"], "no launcher instance failed", failed)
+
+
+# ---- hostile requests -------------------------------------------------------
+
+def request(target, host="hgtest"):
+    return ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target, host)).encode("latin-1")
+
+
+REQUEST_CASES = [
+    # what, request bytes, statuses allowed (httpgate(8) DIAGNOSTICS)
+    ("/..%2f..%2fetc/x", request("/..%2f..%2fetc/x"), ("404",)),
+    ("/../../etc/passwd", request("/../../etc/passwd"), ("404", "400")),
+    ("/.%2e/.%2e/etc/passwd", request("/.%2e/.%2e/etc/passwd"), ("404",)),
+    ("/$(touch%20/tmp/pwned)/", request("/$(touch%20/tmp/pwned)/"), ("404",)),
+    ("/$(touch /tmp/pwned)/ (blanks)", request("/$(touch /tmp/pwned)/"), ("400",)),
+    ("/`touch${IFS}/tmp/pwned`/", request("/`touch${IFS}/tmp/pwned`/"), ("404", "400")),
+    ("/app;reboot/", request("/app;reboot/"), ("404",)),
+    ("/echo;reboot/", request("/echo;reboot/"), ("404",)),
+    ("/echo|reboot/", request("/echo|reboot/"), ("404", "400")),
+    ("/%00/", request("/%00/"), ("404",)),
+    ("/<NUL>/ (raw)", request("/\x00/"), ("400",)),
+    ("/echo%0aUser=root/", request("/echo%0aUser=root/"), ("404",)),
+    ("/httpgate-app-echo.service/", request("/httpgate-app-echo.service/"), ("404",)),
+    ("a 200-byte key", request("/" + "k" * 200 + "/"), ("404",)),
+    ("a 5000-byte key", request("/" + "k" * 5000 + "/"), ("404",)),
+    ("a 9000-byte key", request("/" + "k" * 9000 + "/"), ("414",)),
+    ("/22/ (a port below 1024)", request("/22/"), ("403",)),
+    ("/rootapp/ (root's entry)", request("/rootapp/"), ("503",)),
+    ("/gid0app/ (gid 0)", request("/gid0app/"), ("503",)),
+    ("an absolute URL (routed by its path)", request("http://evil.test/etc/passwd"), ("404",)),
+    ("Host: ../../etc", request("/x", host="../../etc"), ("404",)),
+    ("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: hgtest\r\n\r\n", ("400", "404")),
+]
+
+
+def test_requests(c):
+    mark = time.time()
+    upper0 = upper_files(c)
+    got = []
+    for what, data, want in REQUEST_CASES:
+        r = c.client("raw", data.hex(), 80)
+        got.append(r.get("status"))
+        ok(r.get("status") in want, "%s: %s" % (what, r.get("status")), (want, r.get("head", "")[:200]))
+    for target in ("/$(touch%20/tmp/pwned)/", "/..%2f..%2fetc/x"):
+        r = c.client("raw", request(target).hex(), 443, "localhost")
+        got.append(r.get("status"))
+        ok(r.get("status") == "404", "over HTTPS %s: %s" % (target, r.get("status")), r.get("head", "")[:200])
+    r = c.client("raw", request("/echo/..%2f..%2fetc/x?$(id)").hex(), 80)
+    got.append(r.get("status"))
+    ok(r.get("status") == "200" and "path=/..%2f..%2fetc/x?$(id)\n" in r.get("body", ""),
+       "an app's target goes to the app as it came, not decoded or resolved", r.get("body", "")[:200])
+    r = c.client("raw", request("/redir/x").hex(), 80)
+    got.append(r.get("status"))
+    ok(r.get("status") == "302" and "Location: http://example.org/" in r.get("head", ""),
+       "the redirect entry answers 302 with its URL", r.get("head", "")[:200])
+    # (by the entries' fields: an instance often exits before journald
+    # reads its last entry, which then has no _SYSTEMD_UNIT)
+    want = sorted("forwarded" if st == "200" else st for st in got)
+    ents = c.journal_until(lambda e: len(statuses(e)) >= len(want), "-t", "httpgate", since=mark)
+    ok(statuses(ents) == want, "each answer is in the journal (%d entries for %d requests)" % (
+        len(statuses(ents)), len(want)), (statuses(ents), want))
+    units = c.units("httpgate-app-*")
+    ever = app_units_logged(c, mark)
+    ok(units == ["httpgate-app-echo.service"] and ever <= {"httpgate-app-echo.service"},
+       "no request made a unit (list-units and the journal: only httpgate-app-echo)", (units, ever))
+    # The root file system's changes are all in the overlay's upper
+    # directory; the rest is on the container's tmpfs mounts.
+    upper = upper_files(c)
+    pwned = c.sh("find /tmp /run /dev/shm -xdev -name '*pwned*' 2>/dev/null; true", check=False).stdout.split()
+    pwned += [f for f in upper if "pwned" in f]
+    ok(not pwned, "no file named by a request was created anywhere", pwned)
+    new = sorted(f for f in upper - upper0 if not re.match(r"/(var/log/journal|var/lib/systemd)/", f))
+    ok(not new, "nothing on the disk changed but the journal (the overlay's upper layer)", new[:20])
+    failed = [u for u in c.units("httpgate*") if c.unit_prop(u, "ActiveState") == "failed"]
+    ok(not failed, "no httpgate unit failed", failed)
+
+
+def app_units_logged(c, since):
+    """The httpgate-app-* units the journal speaks of since then: systemd's
+    messages about them, the apps' output, the launcher's starts (not its
+    refusals, which quote what the caller sent)."""
+    names = set()
+    for e in c.journal("-u", "httpgate-app-*", since=since):
+        names |= {text(e.get(k)) for k in ("UNIT", "_SYSTEMD_UNIT") if k in e}
+    for e in c.journal("-t", "httpgate-launch", since=since):
+        if e.get("HTTPGATE_LAUNCH") != "refused":
+            names |= set(re.findall(r"httpgate-app-\S+\.service", text(e.get("MESSAGE", ""))))
+    return names
+
+
+def statuses(ents):
+    return sorted(text(e["HTTPGATE_STATUS"]) for e in ents if "HTTPGATE_STATUS" in e)
+
+
+def upper_files(c):
+    """Every file the container has written to its root (the overlay's upper directory)."""
+    up = c.base + "/upper"
+    return {os.path.join(d, f)[len(up):] for d, _, fs in os.walk(up) for f in fs}
+
+
+TESTS = (test_tls, test_tls_dir, test_sandbox, test_launcher, test_requests)
+
+
+if __name__ == "__main__":
+    run_tier("tier-51", setup, TESTS, ok)
+    done()
