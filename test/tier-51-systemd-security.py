@@ -124,6 +124,13 @@ def dgram(p):
         return err(e)
     finally:
         s.close()
+def seen(d):
+    try:
+        return sorted(os.listdir(d))
+    except OSError:  # not there, or made inaccessible: nothing to see
+        return []
+
+
 def walk(limit=20):
     found, t = [], time.time()
     for top, dirs, files in os.walk("/"):
@@ -151,7 +158,7 @@ r = {"uid": os.getuid(), "gid": os.getgid(),
                                        "/srv/echo", "/var", "/var/lib", "/var/log", "/var/lib/httpgate",
                                        "/var/cache/httpgate", "/dev")},
      "keep": {d: create(d, keep=True) for d in ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", "/run/lock")},
-     "sees": {d: sorted(os.listdir(d)) if os.path.isdir(d) else [] for d in ("/dev/shm", "/dev/mqueue", "/run/lock")},
+     "sees": {d: seen(d) for d in ("/dev/shm", "/dev/mqueue", "/run/lock")},
      "append": {p: append(p) for p in ("/etc/httpgate/names", "/etc/passwd", "/srv/echo/echo.py",
                                        "/usr/bin/httpgate")},
      "read": {"/etc/httpgate/key.pem": read("/etc/httpgate/key.pem"), "/etc/shadow": read("/etc/shadow"),
