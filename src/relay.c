@@ -223,10 +223,12 @@ static int backend_out(struct relay *r)
         return 0;
 }
 
-/* The client finished sending and the app has it all: pass the half-close on. */
+/* The client finished sending and the app has it all: pass the half-close on.
+ * Only a real end of the client's stream: after a request that merely says it
+ * is the last, some apps would take a half-close for a client gone. */
 static void pass_half_close(struct relay *r)
 {
-        if (r->be >= 0 && !r->be_wr_shut && (r->rq == RQ_CLOSED || r->client_eof) && r->rq != RQ_UPGRADE &&
+        if (r->be >= 0 && !r->be_wr_shut && r->client_eof && r->rq != RQ_UPGRADE &&
             r->out_len == r->out_off && r->up.len == 0 && r->in_len == 0 && shutdown(r->be, SHUT_WR) == 0)
                 r->be_wr_shut = true;
 }

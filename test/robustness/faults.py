@@ -336,8 +336,10 @@ def huge_names(ctx, cat, base):
                        body=legit_body(b"/p0/x"), code=0, within=10)
     first = time.time() - t
     with Case(cat):
-        reported = sorted(int(m) for m in re.findall(r"^%s:(\d+): port is not a number" % re.escape(path),
-                                                     "\n".join(inst.lines if inst else []), re.M))
+        # Whichever connection came first built the index and logged them (the
+        # gate's own readiness probe may have been first): the whole log counts.
+        reported = sorted(set(int(m) for m in re.findall(r"%s:(\d+): port is not a number" % re.escape(path),
+                                                         g.log())))
         want = sorted(i + 1 if i <= n // 2 else i + 2 for i in broken)
         ok(reported == want, "%s: %s: the log names its %d broken lines" % (cat, what, len(broken)), reported)
     rnd = random.Random(7)
