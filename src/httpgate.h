@@ -83,6 +83,9 @@ bool options_port_denied(const struct options *o, unsigned port);
  * non-digit and values above max. Returns 0 or -EINVAL/-ERANGE. */
 int parse_uint(const char *s, size_t len, uint64_t max, uint64_t *ret);
 int parse_uint_str(const char *s, uint64_t max, uint64_t *ret);
+/* Copies s[0..len) into out (NUL-terminated, at most size bytes), visible
+ * ASCII as is and everything else as \xHH. Returns the length written. */
+size_t printable(char *out, size_t size, const char *s, size_t len);
 
 /* ---- names.c: the names file, parsed into an immutable table ---- */
 struct name_entry {

@@ -44,21 +44,6 @@ enum {
 
 static bool to_journal;
 
-/* Bytes from the caller, made printable for the journal. */
-static void printable(char *out, size_t size, const char *s, size_t len)
-{
-        size_t o = 0;
-
-        for (size_t i = 0; i < len && o + 5 < size; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c >= 0x20 && c < 0x7f && c != '\\')
-                        out[o++] = (char)c;
-                else
-                        o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
-        }
-        out[o] = '\0';
-}
-
 void launcher_log(int prio, const char *result, const char *app, const char *fmt, ...)
 {
         char msg[512];

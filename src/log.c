@@ -82,18 +82,10 @@ static bool journal_send(struct entry *e, int prio)
 /* Copies client bytes printable, escaping the rest, at most TARGET_LOG_MAX. */
 static void clean(char *out, size_t size, const char *s, size_t len)
 {
-        size_t o = 0;
+        size_t o = printable(out, size, s, len);
 
-        for (size_t i = 0; i < len && o + 5 < size; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c >= 0x20 && c < 0x7f && c != '\\')
-                        out[o++] = (char)c;
-                else
-                        o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
-        }
         if (len > TARGET_LOG_MAX && o + 4 < size)
-                o += (size_t)snprintf(out + o, size - o, "...");
-        out[o] = '\0';
+                snprintf(out + o, size - o, "...");
 }
 
 void log_msg(int prio, const char *fmt, ...)

@@ -1,6 +1,8 @@
-/* util.c: the one bounded number parser. Every number that comes from a
- * client, a names file or the command line goes through here. */
+/* util.c: the one bounded number parser (every number from a client, a
+ * names file or the command line goes through here), and the one way bytes
+ * from outside are made printable for a log. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "httpgate.h"
@@ -27,4 +29,19 @@ int parse_uint(const char *s, size_t len, uint64_t max, uint64_t *ret)
 int parse_uint_str(const char *s, uint64_t max, uint64_t *ret)
 {
         return parse_uint(s, strlen(s), max, ret);
+}
+
+size_t printable(char *out, size_t size, const char *s, size_t len)
+{
+        size_t o = 0;
+
+        for (size_t i = 0; i < len && o + 5 < size; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (c >= 0x20 && c < 0x7f && c != '\\')
+                        out[o++] = (char)c;
+                else
+                        o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
+        }
+        out[o] = '\0';
+        return o;
 }
