@@ -311,6 +311,14 @@ int unit_start(const struct app_unit *a, int client, char *why, size_t size)
                 sd_bus_error_free(&err);
                 if ((r = existing(a, why, size)) != 0)
                         return r;
+                if (strcmp(st.active, "inactive") == 0 || strcmp(st.active, "failed") == 0) {
+                        /* Stopped, but not collected yet (PID 1 does that when it
+                         * gets to it, which under load takes a while): start it
+                         * as it is; its job is waited for like a new one's. */
+                        r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MGR, "StartUnit", &err, &reply, "ss",
+                                               a->unit, "replace");
+                        break;
+                }
                 if (mono_usec() >= retry_end)
                         return -EBUSY; /* why says in which state */
                 (void)poll(NULL, 0, EXISTS_WAIT_MS);
