@@ -9,8 +9,13 @@ TLS_PKGS    = gnutls
 CFLAGS     ?= -O2 -g
 WARN        = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
               -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
-TLS_CFLAGS := $(shell pkg-config --cflags $(TLS_PKGS) 2>/dev/null)
-TLS_LIBS   := $(shell pkg-config --libs $(TLS_PKGS) 2>/dev/null)
+# Flags from pkg-config are asked for in each recipe, by the shell, not
+# when make reads this file: `make check` and `make run` install the -dev
+# packages first (test/deps.sh), and the build that follows must see them.
+# need_pkg stops a recipe with a word when a package is missing.
+TLS_CFLAGS  = $$(pkg-config --cflags $(TLS_PKGS))
+TLS_LIBS    = $$(pkg-config --libs $(TLS_PKGS))
+need_pkg    = @pkg-config --exists $(1) || { echo "make: pkg-config does not find $(1): make deps (test/deps.sh, as root) installs it" >&2; exit 1; }
 SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 # The per-connection gate is two programs from the same sources: httpgate
@@ -26,11 +31,12 @@ all: httpgate httpgate-tls
 # The plain gate is linked statically against musl when musl-gcc is there
 # (Debian's musl-tools): no dynamic loading and no CPU-feature probing at
 # start, which halves what a process start costs per connection.
-GATE_CC ?= $(shell command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc -static || echo $(CC))
+GATE_CC ?= $$(command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc -static || echo $(CC))
 httpgate: $(CORE) src/notls.c $(HDRS)
 	$(GATE_CC) $(WARN) $(CFLAGS) -o $@ $(CORE) src/notls.c
 
 httpgate-tls: $(CORE) src/tls.c $(HDRS)
+	$(call need_pkg,$(TLS_PKGS))
 	$(CC) $(WARN) $(CFLAGS) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_LIBS)
 
 # The test build: the same sources with ASan and UBSan.
@@ -40,20 +46,26 @@ build/httpgate-san: $(CORE) src/notls.c $(HDRS) build/httpgate-tls
 
 build/httpgate-tls: $(CORE) src/tls.c $(HDRS)
 	@mkdir -p build
+	$(call need_pkg,$(TLS_PKGS))
 	$(CC) $(WARN) -O1 -g $(SAN) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_LIBS)
 
 UNIT_SRC = $(filter-out src/main.c,$(CORE)) src/tls.c
 build/unit: $(UNIT_SRC) test/unit.c $(HDRS)
 	@mkdir -p build
+	$(call need_pkg,$(TLS_PKGS))
 	$(CC) $(WARN) -O1 -g $(SAN) -Isrc $(TLS_CFLAGS) -o $@ $(UNIT_SRC) test/unit.c $(TLS_LIBS)
 
 deps:
 	@test/deps.sh
 
-check: deps all build/httpgate-san build/unit
+# The targets that install what they lack build in a second make, started
+# after test/deps.sh, so that what the build looks for is there.
+check: deps
+	@$(MAKE) --no-print-directory all build/httpgate-san build/unit
 	@test/run-all.sh
 
-run: deps all
+run: deps
+	@$(MAKE) --no-print-directory all
 	@contrib/run-demo.sh
 
 install: all
@@ -85,8 +97,8 @@ LIBEXECDIR  ?= $(PREFIX)/libexec
 UNITDIR     ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 SYSUSERSDIR ?= $(shell pkg-config --variable=sysusersdir systemd 2>/dev/null || echo /usr/lib/sysusers.d)
 TMPFILESDIR ?= $(shell pkg-config --variable=tmpfilesdir systemd 2>/dev/null || echo /usr/lib/tmpfiles.d)
-SD_CFLAGS   := $(shell pkg-config --cflags libsystemd 2>/dev/null)
-SD_LIBS     := $(shell pkg-config --libs libsystemd 2>/dev/null)
+SD_CFLAGS    = $$(pkg-config --cflags libsystemd)
+SD_LIBS      = $$(pkg-config --libs libsystemd)
 LAUNCHER     = src/launcher.c src/launcher_unit.c src/util.c src/names.c src/index.c
 UNITS        = units/httpgate.socket units/httpgate-tls.socket units/httpgate-launch.socket
 UNITS_IN     = units/httpgate@.service.in units/httpgate-tls@.service.in units/httpgate-launch@.service.in
@@ -94,6 +106,7 @@ UNITS_IN     = units/httpgate@.service.in units/httpgate-tls@.service.in units/h
 all: httpgate-launch
 
 httpgate-launch: $(LAUNCHER) src/launcher.h $(HDRS)
+	$(call need_pkg,libsystemd)
 	$(CC) $(WARN) $(CFLAGS) $(SD_CFLAGS) -o $@ $(LAUNCHER) $(SD_LIBS)
 
 install: install-systemd
@@ -132,13 +145,15 @@ build/bench/relay-glibc: bench/relay.c
 
 build/bench/tlsload: bench/tlsload.c
 	@mkdir -p build/bench
+	$(call need_pkg,$(TLS_PKGS))
 	$(CC) -std=c11 -O2 -Wall -Wextra -Werror $(TLS_CFLAGS) -o $@ bench/tlsload.c $(TLS_LIBS)
 
 build/bench/relay-musl: bench/relay.c
 	@mkdir -p build/bench
 	if command -v musl-gcc >/dev/null 2>&1; then musl-gcc -static -O2 -Wall -Wextra -Werror -o $@ bench/relay.c; fi
 
-bench: deps all build/bench/relay-glibc build/bench/relay-musl build/bench/tlsload
+bench: deps
+	@$(MAKE) --no-print-directory all build/bench/relay-glibc build/bench/relay-musl build/bench/tlsload
 	@bench/run.py
 
 .PHONY: bench
@@ -149,7 +164,8 @@ bench: deps all build/bench/relay-glibc build/bench/relay-musl build/bench/tlslo
 # each figure means). ROBUSTNESS_FULL=1 for bigger numbers; make check runs
 # the same tier with its quick numbers. Needs root, as make check does.
 ROBUSTNESS_FUZZ_SECONDS ?= 30
-robustness: deps all build/httpgate-san $(FUZZ_TARGETS:%=build/fuzz-%)
+robustness: deps
+	@$(MAKE) --no-print-directory all build/httpgate-san $(FUZZ_TARGETS:%=build/fuzz-%)
 	ROBUSTNESS_FIGURES=$(CURDIR)/test/robustness/figures.md ROBUSTNESS_FUZZ_SECONDS=$(ROBUSTNESS_FUZZ_SECONDS) \
 		ROBUSTNESS_FULL=$(ROBUSTNESS_FULL) test/tier-70-robustness.py
 
