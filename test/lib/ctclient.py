@@ -166,10 +166,10 @@ def tls_wrap(s, sni, ca="/etc/hgtest/ca.pem"):
     return ctx.wrap_socket(s, server_hostname=sni or None)
 
 
-def cmd_raw(data_hex, port=80, tls_sni=""):
+def cmd_raw(data_hex, port=80, tls_sni="", timeout=15):
     """Any bytes as a request (through TLS with SNI tls_sni, if given): the
-    status, head and body of the answer."""
-    st, head, body = exchange(bytes.fromhex(data_hex), port, timeout=15, sni=tls_sni)
+    status, head and body of the answer, each wait bounded by timeout s."""
+    st, head, body = exchange(bytes.fromhex(data_hex), port, timeout=float(timeout), sni=tls_sni)
     return {"status": st, "head": head, "body": body}
 
 
