@@ -146,6 +146,11 @@ struct backend_result backend_open(const struct options *o, const struct route *
         struct backend_result launched;
         if (launch_app(o, r, &launched) == 0)
                 return launched;
+        if (o->sandbox) {
+                snprintf(why, sizeof(why), "no launcher started %s, and a sandboxed gate (--sandbox) starts no app itself",
+                         r->entry->key);
+                return fail(503, why);
+        }
         lock = lock_port(o, r->port, deadline);
         if (lock == -ETIMEDOUT)
                 return fail(504, "another start of the app did not finish in time");

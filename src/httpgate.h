@@ -71,6 +71,7 @@ struct options {
         const char *tls_dir;     /* one folder per host name (SNI) */
         const char *tls_priority;/* NULL: TLS_PRIORITY_DEFAULT */
         const char *tls_ticket_key; /* NULL: created in the state directory */
+        bool sandbox;            /* --sandbox: sandbox.c, and no app started here */
 };
 /* Fills *o from argv. Returns 0, 1 when --help/--version was printed, or
  * -EINVAL after printing the problem. */
@@ -271,6 +272,18 @@ size_t client_pending(struct client *c); /* decrypted bytes buffered */
 void tls_bye(struct client *c);
 void tls_end(struct client *c); /* frees the session */
 
+/* ---- sandbox.c: the instance confines itself ---- */
+/* Resource limits, not dumpable, no new privileges, Landlock (the
+ * directories o and n name, httpgate.units(5)) and the seccomp filter, in
+ * that order. Returns the Landlock ABI in force (0: the kernel has none,
+ * said once in the journal), or negative errno with why: the caller must
+ * then not read from the client. */
+int sandbox_enter(const struct options *o, const struct names *n, char *why, size_t why_size);
+
+/* ---- seccomp.c: the system call filter, fixed at compile time ---- */
+/* Installs it (no_new_privs must be set). Returns 0 or negative errno. */
+int seccomp_filter_install(void);
+
 /* ---- notls.c: the plain build's stand-ins for tls.c ---- */
 /* Replaces this process with httpgate-tls beside it; returns only on error. */
 int tls_exec_sibling(char **argv, char *why, size_t why_size);
@@ -328,4 +341,9 @@ struct log_request {
         const char *why;
 };
 void log_request(const struct log_request *r);
-void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec);
+/* The end of the connection: how it ended, its bytes, its wall time (usec)
+ * and CPU time: before main (cpu_at_start, from log_cpu_usec(): the work of
+ * whoever forked this process, exec and loading) and since. */
+void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec,
+             uint64_t cpu_at_start);
+uint64_t log_cpu_usec(void); /* CPU time of this process so far */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -135,7 +136,18 @@ void log_request(const struct log_request *r)
                 r->port, status, sep, why);
 }
 
-void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec)
+uint64_t log_cpu_usec(void)
+{
+        struct rusage ru;
+
+        if (getrusage(RUSAGE_SELF, &ru) < 0)
+                return 0;
+        return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+               (uint64_t)ru.ru_stime.tv_usec;
+}
+
+void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec,
+             uint64_t cpu_at_start)
 {
         unsigned long long up = s->up, down = s->down;
         struct entry e = { .len = 0 };
@@ -151,6 +163,8 @@ void log_end(const char *client, const char *app, unsigned port, const struct re
                 field(&e, "HTTPGATE_BYTES_UP=%llu", up);
                 field(&e, "HTTPGATE_BYTES_DOWN=%llu", down);
                 field(&e, "HTTPGATE_DURATION_USEC=%llu", (unsigned long long)usec);
+                field(&e, "HTTPGATE_CPU_START_USEC=%llu", (unsigned long long)cpu_at_start);
+                field(&e, "HTTPGATE_CPU_USEC=%llu", (unsigned long long)(log_cpu_usec() - cpu_at_start));
                 field(&e, "HTTPGATE_END=%s", s->end);
                 field(&e, "HTTPGATE_EXIT=%d", s->exit_code);
                 if (journal_send(&e, LOG_INFO))

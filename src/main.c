@@ -80,7 +80,7 @@ int main(int argc, char **argv)
         struct conn_ctx ctx = { .client = &client, .opt = &opt, .table = &table, .gate = "http" };
         struct relay_stats st;
         char why[512];
-        uint64_t start = now_usec();
+        uint64_t start = now_usec(), cpu_at_start = log_cpu_usec();
         int r;
 
         r = options_parse(argc, argv, &opt);
@@ -115,6 +115,14 @@ int main(int argc, char **argv)
                 }
         }
 
+        /* From here on the process is confined: before the first client byte. */
+        if (opt.sandbox && (r = sandbox_enter(&opt, table.names, why, sizeof(why))) < 0) {
+                log_msg(LOG_ERR, "%s: %s; connection not served", client.addr, why);
+                if (!((opt.pem && *opt.pem) || opt.tls_dir))
+                        (void)reply_send(&client, 503, NULL); /* unread request: the client may be gone */
+                return EXIT_CONFIG;
+        }
+
         if ((opt.pem && *opt.pem) || opt.tls_dir) {
                 r = tls_accept(&client, &opt, &ctx.cipher, why, sizeof(why));
                 if (r < 0) {
@@ -127,7 +135,7 @@ int main(int argc, char **argv)
 
         r = relay_serve(&ctx, &st);
         tls_end(&client);
-        log_end(client.addr, st.app, st.port, &st, now_usec() - start);
+        log_end(client.addr, st.app, st.port, &st, now_usec() - start, cpu_at_start);
         names_free(&names);
         return r;
 }

@@ -36,6 +36,8 @@ static void usage(FILE *f)
                 "      --tls-dir=DIR         TLS: DIR/HOST/privkey.pem and fullchain.pem, by SNI\n"
                 "      --tls-priority=STR    TLS: GnuTLS priority string (TLS 1.2 and 1.3)\n"
                 "      --tls-ticket-key=FILE TLS: 64-byte session ticket key (default: state dir)\n"
+                "      --sandbox             confine this process before the first client byte\n"
+                "                            (Landlock, a seccomp filter, limits; starts no app itself)\n"
                 "      --check=FILE          check a names file, print problems, exit\n"
                 "  -h, --help                this text\n"
                 "  -V, --version             the version\n",
@@ -100,7 +102,7 @@ static int positional_default(struct options *o, const char *s)
 int options_parse(int argc, char **argv, struct options *o)
 {
         enum { O_HEAD = 256, O_IDLE, O_START, O_MAXHEAD, O_VOID, O_BACKEND, O_FWD, O_METHODS, O_LOCK, O_CHECK,
-               O_TLSDIR, O_TLSPRIO, O_TICKET, O_LAUNCHER, O_PEM };
+               O_TLSDIR, O_TLSPRIO, O_TICKET, O_LAUNCHER, O_PEM, O_SANDBOX };
         static const struct option longopts[] = {
                 { "names", required_argument, NULL, 'n' },
                 { "default-port", required_argument, NULL, 'p' },
@@ -120,6 +122,7 @@ int options_parse(int argc, char **argv, struct options *o)
                 { "tls-dir", required_argument, NULL, O_TLSDIR },
                 { "tls-priority", required_argument, NULL, O_TLSPRIO },
                 { "tls-ticket-key", required_argument, NULL, O_TICKET },
+                { "sandbox", no_argument, NULL, O_SANDBOX },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { 0 },
@@ -155,6 +158,7 @@ int options_parse(int argc, char **argv, struct options *o)
                 case O_TLSDIR: o->tls_dir = optarg; break;
                 case O_TLSPRIO: o->tls_priority = optarg; break;
                 case O_TICKET: o->tls_ticket_key = optarg; break;
+                case O_SANDBOX: o->sandbox = true; break;
                 case 'h': usage(stdout); return 1;
                 case 'V': printf("httpgate %s\n", HTTPGATE_VERSION); return 1;
                 default: usage(stderr); return -EINVAL;
