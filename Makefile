@@ -24,7 +24,14 @@ SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 CORE = src/util.c src/names.c src/index.c src/route.c src/request.c src/chunked.c src/options.c \
        src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/head.c src/relay.c src/main.c
 CORE += src/launch.c src/sandbox.c src/seccomp.c
-HDRS = src/httpgate.h src/relay.h
+HDRS = src/httpgate.h src/relay.h build/seccomp-filter.h
+
+# The system call filter's body, written by a program of the build's own
+# (src/seccomp-gen.c) from the list of allowed calls.
+build/seccomp-filter.h: src/seccomp-gen.c
+	@mkdir -p build
+	$(CC) $(WARN) -O1 -o build/seccomp-gen src/seccomp-gen.c
+	build/seccomp-gen >$@.tmp && mv $@.tmp $@
 
 all: httpgate httpgate-tls
 
@@ -103,6 +110,7 @@ LIBEXECDIR  ?= $(PREFIX)/libexec
 UNITDIR     ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 SYSUSERSDIR ?= $(shell pkg-config --variable=sysusersdir systemd 2>/dev/null || echo /usr/lib/sysusers.d)
 TMPFILESDIR ?= $(shell pkg-config --variable=tmpfilesdir systemd 2>/dev/null || echo /usr/lib/tmpfiles.d)
+DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
 SD_CFLAGS    = $$(pkg-config --cflags libsystemd)
 SD_LIBS      = $$(pkg-config --libs libsystemd)
 LAUNCHER     = src/launcher.c src/launcher_unit.c src/util.c src/names.c src/index.c
@@ -126,6 +134,7 @@ install-systemd: httpgate-launch
 	done
 	install -D -m 0644 units/httpgate.sysusers $(DESTDIR)$(SYSUSERSDIR)/httpgate.conf
 	install -D -m 0644 units/httpgate.tmpfiles $(DESTDIR)$(TMPFILESDIR)/httpgate.conf
+	install -D -m 0644 units/httpgate.dbus.conf $(DESTDIR)$(DBUSPOLICYDIR)/httpgate.conf
 	install -D -m 0644 man/httpgate-launch.8 $(DESTDIR)$(MANDIR)/man8/httpgate-launch.8
 	install -D -m 0644 man/httpgate.units.5 $(DESTDIR)$(MANDIR)/man5/httpgate.units.5
 	@# Into the running system (no DESTDIR), as a package would: the user,

@@ -101,7 +101,7 @@ def measure(tmp, leader, cgs):
         status, body, _ = B.http_get(80, '/small.html')
         if status != 200:
             raise RuntimeError(f'httpgate.socket answered {status}: {body[:200]!r}')
-        bare = {'label': 'same, the unit without its sandbox (no `Protect*`, `Private*`, filters)', 'close': [],
+        bare = {'label': 'same, the unit with no sandbox at all (no --sandbox, no settings)', 'close': [],
                 'keep': [], 'bulk': []}
         for r in range(B.RUNS):
             for close in (True, False):

@@ -235,10 +235,9 @@ def unit_text(template, keys):
     text = text[:text.index('\n# The sandbox:')] + '\n'
     if 'nocreds' in keys:
         text = re.sub(r'(?m)^LoadCredential=.*\n', '', text).replace('%d/', '/etc/httpgate/')
+    text = text.replace(' --sandbox', '')
     if 'gatesb' in keys:
-        text = re.sub(r'(?m)^(ExecStart=\S+)(?! --sandbox)', r'\1 --sandbox', text)
-    else:
-        text = text.replace(' --sandbox', '')
+        text = re.sub(r'(?m)^(ExecStart=\S+)', r'\1 --sandbox', text)
     if 'nocollect' in keys:
         text = re.sub(r'(?m)^CollectMode=.*\n', '', text)
     return text + ''.join(SET[k] + '\n' for k in keys)

@@ -247,9 +247,9 @@ static int try_fork(void)
         return 0;
 }
 
-static int try_socket(int family, int type)
+static int try_socket(int family, int type, int protocol)
 {
-        int fd = socket(family, type | SOCK_CLOEXEC, 0);
+        int fd = socket(family, type | SOCK_CLOEXEC, protocol);
 
         if (fd < 0)
                 return -errno;
@@ -421,9 +421,9 @@ int main(int argc, char **argv)
             result(try_exec_memory()), result(try_mqueue()), result(try_listen()));
         put("}, \"socket\": {\"AF_NETLINK\": \"%s\", \"AF_PACKET\": \"%s\", \"AF_INET raw\": \"%s\", "
             "\"AF_VSOCK\": \"%s\", \"AF_INET6 stream\": \"%s\", \"AF_UNIX dgram\": \"%s\"}",
-            result(try_socket(AF_NETLINK, SOCK_RAW)), result(try_socket(AF_PACKET, SOCK_RAW)),
-            result(try_socket(AF_INET, SOCK_RAW)), result(try_socket(40 /* AF_VSOCK */, SOCK_STREAM)),
-            result(try_socket(AF_INET6, SOCK_STREAM)), result(try_socket(AF_UNIX, SOCK_DGRAM)));
+            result(try_socket(AF_NETLINK, SOCK_RAW, 0)), result(try_socket(AF_PACKET, SOCK_RAW, 0)),
+            result(try_socket(AF_INET, SOCK_RAW, 1 /* ICMP */)), result(try_socket(40 /* AF_VSOCK */, SOCK_STREAM, 0)),
+            result(try_socket(AF_INET6, SOCK_STREAM, 0)), result(try_socket(AF_UNIX, SOCK_DGRAM, 0)));
 
         /* Every directory the test listed: which ones take a new file. */
         put(", \"walked\": %s, \"writable\": [", body_len ? "true" : "false");

@@ -28,7 +28,14 @@ from nspawn import run_tier, text  # noqa: E402
 
 BURST = 2000             # connections in the burst
 BURST_INFLIGHT = 100     # at once, below MaxConnectionsPerSource=256
-SCORE_MAX = 2.0          # systemd-analyze security, httpgate@.service
+# Settings that make systemd build a namespace or a filter for every
+# instance, each paid on every connection (httpgate.units(5)): the
+# instance units have none of them, the gate confines itself (--sandbox).
+PER_INSTANCE_COSTS = {"PrivateTmp": "no", "PrivateDevices": "no", "PrivateUsers": "no", "PrivateMounts": "no",
+                      "ProtectSystem": "no", "ProtectHome": "no", "ProtectProc": "default",
+                      "ProtectKernelTunables": "no", "ProtectControlGroups": "no", "ProtectHostname": "no",
+                      "SystemCallFilter": "~", "RestrictAddressFamilies": "~", "InaccessiblePaths": "",
+                      "ReadOnlyPaths": ""}
 
 # ---- what goes into the container -------------------------------------
 
@@ -117,10 +124,22 @@ def test_units(c):
     st = c.run(["stat", "-c", "%U %G %a", "/run/httpgate/launch.sock"], check=False).stdout.strip()
     ok(st == "root httpgate 660", "the launcher's socket is root:httpgate 0660", st)
     ok(c.run(["getent", "passwd", "httpgate"], check=False).returncode == 0, "sysusers.d made the user httpgate")
-    score = c.security("httpgate@.service")
-    ok(score <= SCORE_MAX, "systemd-analyze security rates httpgate@.service %.1f (at most %.1f)" % (score, SCORE_MAX))
-    print("# httpgate@.service rated %.1f, httpgate-launch@.service %.1f" % (
-        score, c.security("httpgate-launch@.service")))
+    for unit in ("httpgate@.service", "httpgate-tls@.service"):
+        cheap(c, unit)
+    print("# httpgate-launch@.service rated %.1f" % c.security("httpgate-launch@.service"))
+
+
+def cheap(c, unit):
+    """The instance unit runs the gate with --sandbox and builds nothing per
+    connection; systemd-analyze's rating is reported, not judged: it cannot
+    see the gate's own sandbox (tier-51 probes it)."""
+    inst = unit.replace("@.", "@probe.")
+    got = {k: c.unit_prop(inst, k) for k in PER_INSTANCE_COSTS}
+    ok(got == PER_INSTANCE_COSTS, "%s: no setting that systemd builds anew for each connection" % unit,
+       {k: v for k, v in got.items() if v != PER_INSTANCE_COSTS[k]})
+    ok("--sandbox" in c.unit_prop(inst, "ExecStart"), "%s: the gate confines itself (--sandbox)" % unit,
+       c.unit_prop(inst, "ExecStart"))
+    print("# %s: systemd-analyze security rates it %.1f (httpgate.units(5) says why)" % (unit, c.security(unit)))
 
 
 def test_first_start(c):
@@ -388,8 +407,6 @@ def test_tls(c):
     ents = [e for e in c.journal("-t", "httpgate", "HTTPGATE_TARGET=/hello/tls")
             if text(e.get("_SYSTEMD_UNIT", "")).startswith("httpgate-tls@")]
     ok(len(ents) == 1, "the request is logged by an httpgate-tls@ instance", len(ents))
-    score = c.security("httpgate-tls@.service")
-    ok(score <= SCORE_MAX, "systemd-analyze security rates httpgate-tls@.service %.1f" % score)
 
 
 def test_burst(c):

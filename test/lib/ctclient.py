@@ -173,6 +173,37 @@ def cmd_raw(data_hex, port=80, tls_sni="", timeout=15):
     return {"status": st, "head": head, "body": body}
 
 
+def cmd_probe(port, tls_sni, body_file, timeout):
+    """POSTs the file body_file to the sandbox probe (test/sandbox-probe.c)
+    in an instance's place: the status, head and body of its answer."""
+    with open(body_file, "rb") as f:
+        body = f.read()
+    head = b"POST / HTTP/1.1\r\nHost: probe\r\nContent-Length: %d\r\n\r\n" % len(body)
+    st, head, body = exchange(head + body, port, timeout=float(timeout), sni=tls_sni)
+    return {"status": st, "head": head, "body": body}
+
+
+def cmd_hold_send(port, data_hex, seconds, tls_sni=""):
+    """A connection that sends data (hex; "-" for none) and then waits
+    seconds before it reads the answer: an instance to look at meanwhile."""
+    try:
+        s = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+        if tls_sni:
+            s = tls_wrap(s, tls_sni)
+        if data_hex != "-":
+            s.sendall(bytes.fromhex(data_hex))
+        time.sleep(float(seconds))
+        s.settimeout(1)
+        try:
+            got = s.recv(65536)
+        except OSError as e:
+            got = type(e).__name__.encode()
+        s.close()
+        return {"answer": got.decode("latin-1")[:200]}
+    except OSError as e:
+        return {"error": type(e).__name__}
+
+
 def cmd_cert(sni, port=443):
     """A TLS handshake (no SNI when sni is "-"): the certificate served,
     verified against the test CA, and what was negotiated."""
