@@ -104,6 +104,26 @@ static void tree(size_t lo, size_t hi)
         tree(mid, hi);
 }
 
+struct value {
+        long k;
+        const char *name;
+};
+
+/* A block that allows the call when the argument is one of three values,
+ * else returns deny. Returns where it starts. */
+static const char *const arg_lo[] = { "ARG_LO(0)", "ARG_LO(1)", "ARG_LO(2)" }; /* k = -10 - i */
+
+static int one_of(int arg, const struct value v[3], long deny)
+{
+        int at = emit("BPF_LD | BPF_W | BPF_ABS", -10 - arg, 0, 0, arg_lo[arg]);
+
+        for (int i = 0; i < 3; i++)
+                emit("BPF_JMP | BPF_JEQ | BPF_K", v[i].k, 3 - i, 0, v[i].name);
+        emit("BPF_RET | BPF_K", deny, 0, 0, NULL);
+        emit("BPF_RET | BPF_K", -1, 0, 0, NULL);
+        return at;
+}
+
 static const char *k_text(long k, char *buf, size_t size)
 {
         if (k == -1)
@@ -124,24 +144,16 @@ int main(void)
         qsort(calls, N_CALLS, sizeof(calls[0]), by_nr);
         tree(0, N_CALLS);
         /* socket(): AF_UNIX, AF_INET, AF_INET6 only */
-        block[SOCKET] = emit("BPF_LD | BPF_W | BPF_ABS", -10, 0, 0, "ARG_LO(0)");
-        emit("BPF_JMP | BPF_JEQ | BPF_K", 1, 3, 0, "AF_UNIX");
-        emit("BPF_JMP | BPF_JEQ | BPF_K", 2, 2, 0, "AF_INET");
-        emit("BPF_JMP | BPF_JEQ | BPF_K", 10, 1, 0, "AF_INET6");
-        emit("BPF_RET | BPF_K", -3, 0, 0, NULL);
-        emit("BPF_RET | BPF_K", -1, 0, 0, NULL);
+        block[SOCKET] = one_of(0, (const struct value[]){ { 1, "AF_UNIX" }, { 2, "AF_INET" },
+                                                                     { 10, "AF_INET6" } }, -3);
         /* mmap(), mprotect(): never PROT_EXEC */
-        block[MEMORY] = emit("BPF_LD | BPF_W | BPF_ABS", -12, 0, 0, "ARG_LO(2)");
+        block[MEMORY] = emit("BPF_LD | BPF_W | BPF_ABS", -12, 0, 0, arg_lo[2]);
         emit("BPF_JMP | BPF_JSET | BPF_K", 4, 0, 1, "PROT_EXEC");
         emit("BPF_RET | BPF_K", -2, 0, 0, NULL);
         emit("BPF_RET | BPF_K", -1, 0, 0, NULL);
         /* ioctl(): FIONREAD, FIONBIO, TCGETS only (no terminal input) */
-        block[IOCTL] = emit("BPF_LD | BPF_W | BPF_ABS", -11, 0, 0, "ARG_LO(1)");
-        emit("BPF_JMP | BPF_JEQ | BPF_K", 0x541b, 3, 0, "FIONREAD");
-        emit("BPF_JMP | BPF_JEQ | BPF_K", 0x5421, 2, 0, "FIONBIO");
-        emit("BPF_JMP | BPF_JEQ | BPF_K", 0x5401, 1, 0, "TCGETS");
-        emit("BPF_RET | BPF_K", -2, 0, 0, NULL);
-        emit("BPF_RET | BPF_K", -1, 0, 0, NULL);
+        block[IOCTL] = one_of(1, (const struct value[]){ { 0x541b, "FIONREAD" }, { 0x5421, "FIONBIO" },
+                                                                    { 0x5401, "TCGETS" } }, -2);
 
         printf("/* Made by src/seccomp-gen.c: %zu calls allowed, %d instructions. */\n", N_CALLS, n_prog);
         for (int i = 0; i < n_prog; i++) {

@@ -270,6 +270,20 @@ static int try_listen(void)
         return r;
 }
 
+/* An address of the machine's that is not loopback (tier-51 adds it). */
+static int try_connect_out(void)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(80), .sin_addr.s_addr = htonl(0x0a630001) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
+
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                r = -errno;
+        close(fd);
+        return r;
+}
+
 static int try_exec_memory(void)
 {
         void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -364,7 +378,7 @@ int main(int argc, char **argv)
         struct options opt;
         struct client client;
         struct names names = { .fd = -1 };
-        char why[512], what[256];
+        char why[512], what[256], marker[64];
         const char *cred = getenv("CREDENTIALS_DIRECTORY");
         int self_status = open("/proc/self/status", O_RDONLY | O_CLOEXEC), abi, r;
         size_t body_len;
@@ -385,7 +399,8 @@ int main(int argc, char **argv)
         }
 
         body = read_request(&client, &body_len);
-        put("{\"landlock_abi\": %d, \"uid\": %u, ", abi, (unsigned)getuid());
+        snprintf(marker, sizeof(marker), "hgprobe-marker-%d", (int)getpid());
+        put("{\"landlock_abi\": %d, \"uid\": %u, \"marker\": \"%s\", ", abi, (unsigned)getuid(), marker);
         status(self_status);
 
         put(", \"create\": {");
@@ -394,7 +409,7 @@ int main(int argc, char **argv)
                                "/var/lib/httpgate", "/var/cache/httpgate", "/dev", "/tmp", "/var/tmp", "/dev/shm",
                                "/run/lock", "/dev/mqueue" };
         for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
-                put("%s\"%s\": \"%s\"", i ? ", " : "", dirs[i], result(create(dirs[i], "hgprobe-marker")));
+                put("%s\"%s\": \"%s\"", i ? ", " : "", dirs[i], result(create(dirs[i], marker)));
         put("}, \"append\": {");
         const char *files[] = { "/etc/httpgate/names", "/etc/passwd", "/srv/echo/echo.py", "/usr/bin/httpgate" };
         for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
@@ -414,11 +429,11 @@ int main(int argc, char **argv)
         put("}, \"do\": {\"execve /bin/true\": \"%s\", \"fork\": \"%s\", \"ptrace PID 1\": \"%s\", "
             "\"ptrace its parent\": \"%s\", \"kill PID 1\": \"%s\", \"kill its parent\": \"%s\", "
             "\"setuid 0\": \"%s\", \"unshare user namespace\": \"%s\", \"executable memory\": \"%s\", "
-            "\"message queue\": \"%s\", \"listen on 127.0.0.1\": \"%s\"",
+            "\"message queue\": \"%s\", \"listen on 127.0.0.1\": \"%s\", \"connect to 10.99.0.1:80\": \"%s\"",
             result(try_exec()), result(try_fork()), result(err(ptrace(PTRACE_ATTACH, 1, NULL, NULL))),
             result(err(ptrace(PTRACE_ATTACH, getppid(), NULL, NULL))), result(err(kill(1, 0))),
             result(err(kill(getppid(), 0))), result(err(setuid(0))), result(err(unshare(CLONE_NEWUSER))),
-            result(try_exec_memory()), result(try_mqueue()), result(try_listen()));
+            result(try_exec_memory()), result(try_mqueue()), result(try_listen()), result(try_connect_out()));
         put("}, \"socket\": {\"AF_NETLINK\": \"%s\", \"AF_PACKET\": \"%s\", \"AF_INET raw\": \"%s\", "
             "\"AF_VSOCK\": \"%s\", \"AF_INET6 stream\": \"%s\", \"AF_UNIX dgram\": \"%s\"}",
             result(try_socket(AF_NETLINK, SOCK_RAW, 0)), result(try_socket(AF_PACKET, SOCK_RAW, 0)),
