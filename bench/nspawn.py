@@ -51,7 +51,7 @@ def setup(c):
             'TriggerLimitIntervalSec=0\nTriggerLimitBurst=0\n')
     c.write('/etc/systemd/system/httpgate-bare@.service',
             '[Unit]\nCollectMode=inactive-or-failed\n[Service]\nExecStart=/usr/bin/httpgate /etc/httpgate/names\n'
-            'SuccessExitStatus=1 2\nUser=httpgate\nGroup=httpgate\n')
+            'SuccessExitStatus=1 2\nStandardOutput=null\nStandardError=null\nUser=httpgate\nGroup=httpgate\n')
     c.write('/etc/httpgate/names',
             f'@ {B.BACKEND} nobody / ^ /bin/false\n'
             f'app {APP_PORT} nobody /var/lib/httpgate-bench ^ /usr/bin/python3 /var/lib/httpgate-bench/app.py '

@@ -56,8 +56,8 @@ SET = {  # key: the lines it adds to [Service]
     'pipc': 'PrivateIPC=yes',
     # Not the sandbox: what else each instance costs.
     'gatesb': '',     # ExecStart= with --sandbox: the gate confines itself (src/sandbox.c)
-    'nojs': 'StandardOutput=null\nStandardError=null',  # no journal stream per instance
-    'nodeps': '[Unit]\nDefaultDependencies=no\n[Service]',
+    'js': '',         # a journal stream per instance (the units have StandardError=null)
+    'nodeps': '[Unit]\nDefaultDependencies=no\nConflicts=shutdown.target\nBefore=shutdown.target\n[Service]',
     'nocollect': '',  # without CollectMode=inactive-or-failed
 }
 BEFORE = ('nnp caps pu ptmp pdev dpol psys phome inacc pproc psub pkm pclock phost raf rns rrt rsuid lp mdwe ripc '
@@ -72,7 +72,7 @@ for k in SET:
         VARIANTS['gate+' + k] = GATE + [k]
 for k in GATE:
     VARIANTS['gate-' + k] = [x for x in GATE if x != k]
-CHEAP = 'dpol ipa ripc raf arch rns lp mdwe rrt rsuid pclock nojs nodeps nocollect'.split()
+CHEAP = 'dpol ipa ripc raf arch rns lp mdwe rrt rsuid pclock js nodeps nocollect'.split()
 DEFAULT = ['bare', 'gate', 'before', 'namespaces'] + ['gate-' + k for k in GATE] + ['gate+' + k for k in CHEAP]
 
 NAMES = ('hello 4001 hgapp1 /srv/hello ^ ./server.py\n'
@@ -238,6 +238,8 @@ def unit_text(template, keys):
     text = text.replace(' --sandbox', '')
     if 'gatesb' in keys:
         text = re.sub(r'(?m)^(ExecStart=\S+)', r'\1 --sandbox', text)
+    if 'js' in keys:
+        text = re.sub(r'(?m)^Standard(Output|Error)=null\n', '', text)
     if 'nocollect' in keys:
         text = re.sub(r'(?m)^CollectMode=.*\n', '', text)
     return text + ''.join(SET[k] + '\n' for k in keys)

@@ -1,5 +1,6 @@
 /* log.c: journal entries with structured fields when stderr is the journal
- * (JOURNAL_STREAM names it), plain lines on stderr otherwise. Client bytes go
+ * (JOURNAL_STREAM names it), a socket (inetd) or /dev/null (the units),
+ * plain lines on stderr otherwise. Client bytes go
  * only into their own bounded fields, never into MESSAGE unescaped.
  * Entries go to journald over its native datagram protocol
  * (systemd.io/JOURNAL_NATIVE_PROTOCOL): the per-connection process then
@@ -12,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -34,8 +36,11 @@ void log_init(void)
 
         to_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
                      st.st_dev == dev && st.st_ino == ino;
-        /* Under inetd, stderr is the client's socket: never write there. */
-        if (!to_journal && fstat(STDERR_FILENO, &st) == 0 && S_ISSOCK(st.st_mode))
+        /* Under inetd, stderr is the client's socket: never write there.
+         * Under the units it is /dev/null (StandardError=null: no journal
+         * stream to set up per connection): nobody would read it. */
+        if (!to_journal && fstat(STDERR_FILENO, &st) == 0 &&
+            (S_ISSOCK(st.st_mode) || (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))))
                 to_journal = no_stderr = true;
 }
 
