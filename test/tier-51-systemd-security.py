@@ -199,12 +199,17 @@ def test_tls(c):
 def test_tls_dir(c):
     # certbot's layout, readable by the group httpgate (httpgate.units(5):
     # the directory form cannot come through LoadCredential=).
+    # a.test as certbot keeps it: live/ links into archive/, beside it (the
+    # sandbox must let the gate follow them).
     for host, name in (("a.test", "a"), ("b.test", "b"), ("default", "d")):
-        c.sh("mkdir -p /etc/httpgate/live/" + host)
-        install_pair(c, name, "/etc/httpgate/live/%s/privkey.pem" % host, "/etc/httpgate/live/%s/fullchain.pem" % host,
-                     group="httpgate", key_mode="640")
+        c.sh("mkdir -p /etc/httpgate/live/%s /etc/httpgate/archive/%s" % (host, host))
+        where = "/etc/httpgate/archive/%s/%s1.pem" if host == "a.test" else "/etc/httpgate/live/%s/%s.pem"
+        install_pair(c, name, where % (host, "privkey"), where % (host, "fullchain"), group="httpgate", key_mode="640")
+    c.sh("cd /etc/httpgate/live/a.test && ln -s ../../archive/a.test/privkey1.pem privkey.pem"
+         " && ln -s ../../archive/a.test/fullchain1.pem fullchain.pem")
     c.write("/etc/systemd/system/httpgate-tls@.service.d/hgtest-dir.conf",
-            "[Service]\nExecStart=\nExecStart=/usr/bin/httpgate --tls-dir=/etc/httpgate/live /etc/httpgate/names\n")
+            "[Service]\nExecStart=\nExecStart=/usr/bin/httpgate-tls --sandbox --tls-dir=/etc/httpgate/live "
+            "/etc/httpgate/names\n")
     c.run(["systemctl", "daemon-reload"])
     try:
         got = {sni: c.client("cert", sni) for sni in ("a.test", "b.test", "-", "unknown.test")}
