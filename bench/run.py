@@ -32,7 +32,7 @@ QUICK = os.environ.get('BENCH_QUICK') == '1'
 # bench/sandbox-cost.py's variants in make bench: no sandbox, the units' now,
 # the namespace sandboxes they had before, and what each part adds or saves.
 SANDBOX_VARIANTS = ['bare', 'gate', 'before', 'namespaces', 'gate-gatesb', 'gate+js', 'gate+nodeps',
-                    'gate+nocollect', 'gate+ipa', 'gate+raf', '+pu', '+ptmp', '+psys', '+scf']
+                    'gate+nocollect', 'gate-ipa', 'gate+raf', '+pu', '+ptmp', '+psys', '+scf']
 RUNS = 1 if QUICK else 3            # wrk cells: median of RUNS
 SECS = 1 if QUICK else 5            # seconds per wrk cell
 BULK_RUNS = 1 if QUICK else 5       # 100 MB downloads per row
@@ -999,7 +999,7 @@ def report(res):
                  'the units as installed (the gate\'s own --sandbox and the cheap settings), `before` and '
                  '`namespaces` the namespace sandboxes of earlier versions, `gate-K` without and `gate+K`/`+K` '
                  'with one setting (keys in bench/sandbox-cost.py: js a journal stream per instance, '
-                 'nodeps DefaultDependencies=no, nocollect no CollectMode=, ipa IPAddressDeny=, raf '
+                 'nodeps DefaultDependencies=no, nocollect no CollectMode=, ipa IPAddressDeny= (the units have it), raf '
                  'RestrictAddressFamilies=, pu PrivateUsers=, ptmp PrivateTmp=, psys ProtectSystem=strict, scf '
                  'SystemCallFilter=@system-service):')
         L.append('')

@@ -64,7 +64,7 @@ BEFORE = ('nnp caps pu ptmp pdev dpol psys phome inacc pproc psub pkm pclock pho
           'umask arch scf tasks').split()  # the units before this script
 NOMOUNT = 'nnp caps pu dpol pclock phost raf rns rrt rsuid lp mdwe ripc umask arch scf tasks ipa'.split()
 NAMESPACES = [k for k in NOMOUNT if k != 'phost'] + 'pmnt psys phome ptmp pkm rodev inbus'.split()  # tried next
-GATE = 'gatesb nnp caps umask tasks'.split()  # the units now: the gate's own sandbox, and what costs nothing
+GATE = 'gatesb nnp caps umask tasks ipa'.split()  # the units now: the gate's own sandbox, and what costs nothing
 VARIANTS = {'bare': [], 'before': BEFORE, 'nomount': NOMOUNT, 'namespaces': NAMESPACES, 'gate': GATE}
 for k in SET:
     VARIANTS['+' + k] = [k]
