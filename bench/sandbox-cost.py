@@ -310,13 +310,29 @@ def hold(b, k):
     return p
 
 
+PERF = {}  # --perf: where PID 1's time goes (perf record, cpu-clock samples)
+PERF_DATA = '/tmp/httpgate-sandbox-cost-perf.data'  # the last variant's, for perf report
+
+
 def measure(b, n, tls, held=0):
     kids = open('/proc/%d/task/%d/children' % (b.leader, b.leader)).read().split()
     daemons = [int(k) for k in kids if open('/proc/%s/comm' % k).read().strip() in ('systemd-journal', 'dbus-daemon')]
     idle(b, held)
     t0, d0 = ticks(b.leader), sum(ticks(p)[0] for p in daemons)
     since = time.time()
+    rec = None
+    if PERF.get('on') and not tls:
+        rec = subprocess.Popen(['perf', 'record', '-q', '-e', 'cpu-clock', '-F', '4000', '-g', '-p', str(b.leader),
+                                '-o', PERF_DATA], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
     sec, errs = client(b, n, '/hello/m', tls)
+    if rec:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(30)
+        rep = subprocess.run(['perf', 'report', '-q', '-i', PERF_DATA, '--stdio', '--no-children',
+                              '--sort', 'dso', '-g', 'none'],
+                             capture_output=True, text=True)
+        PERF['report'] = rep.stdout
     idle(b, held)
     t1, d1 = ticks(b.leader), sum(ticks(p)[0] for p in daemons)
     us = 1e6 / os.sysconf('SC_CLK_TCK') / n
@@ -363,6 +379,8 @@ def main():
     ap.add_argument('--score', action='store_true', help='only rate each variant')
     ap.add_argument('--exec', action='append', default=[], help='a shell command to run in the container first')
     ap.add_argument('--unified', action='store_true', help='the container on cgroup v2 only, as Debian 12 boots')
+    ap.add_argument('--perf', action='store_true', help="perf record PID 1 during each variant's plain run, print "
+                    "where its time goes (symbols above 1.5%%)")
     ap.add_argument('variants', nargs='*')
     a = ap.parse_args()
     variants = [parse(v) for v in (a.variants or DEFAULT)]
@@ -391,7 +409,10 @@ def main():
                     r['ok'] = checks(b)
                 client(b, 20, '/hello/warm')
                 hold(b, a.hold)
+                PERF['on'] = a.perf
                 r['http'].append(measure(b, a.n, False, a.hold))
+                if a.perf:
+                    print('perf, PID 1, variant %s:\n%s' % (name, PERF.get('report', '')), file=sys.stderr, flush=True)
                 if a.tls:
                     r['tls'].append(measure(b, a.n, True, a.hold))
                 b.unhold()
