@@ -70,6 +70,7 @@ echo     4101 hgapp1 /srv/echo ^ ./echo.py
 redir    0    http://example.org/
 rootapp  4102 root   /srv/echo ^ ./echo.py
 gid0app  4103 hggid0 /srv/echo ^ ./echo.py
+gone     4104 hgapp1 /srv/gone ^ ./no-such-program
 """
 
 # The probe tries each directory of the tree the test lists for it; its
@@ -82,6 +83,7 @@ CERT_TMPL = 'cn = "%s"\ndns_name = "%s"\nserial = %d\ntls_www_server\nsigning_ke
 
 def setup(c):
     c.write("/srv/echo/echo.py", ECHO, 0o755)
+    c.write("/srv/gone/void", "<html>hgtest void marker</html>\n")
     with open(PROBE, "rb") as f:
         c.write("/opt/hgtest/sandbox-probe", f.read(), 0o755)
     c.write("/etc/httpgate/names", NAMES)
@@ -596,7 +598,17 @@ def upper_files(c):
     return {os.path.join(d, f)[len(up):] for d, _, fs in os.walk(up) for f in fs}
 
 
-TESTS = (test_tls, test_tls_dir, test_sandbox, test_confined, test_no_landlock, test_launcher, test_requests)
+def test_void(c):
+    """The void file of an entry, read by the sandboxed gate (Landlock lets
+    it read each entry's DIR/void and nothing else there)."""
+    for port, sni in ((80, ""), (443, "localhost")):
+        r = c.client("raw", request("/gone/~session").hex(), port, sni)
+        ok(r.get("status") == "410" and "hgtest void marker" in r.get("body", ""),
+           "port %d: an expired session of an app that cannot start gets 410 with the entry's void file" % port,
+           (r.get("status"), r.get("body", "")[:200]))
+
+
+TESTS = (test_tls, test_tls_dir, test_sandbox, test_confined, test_no_landlock, test_launcher, test_requests, test_void)
 
 
 if __name__ == "__main__":
