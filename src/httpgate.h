@@ -128,6 +128,9 @@ void names_free(struct names *n);
 const struct name_entry *names_find(const struct names *n, const char *key, size_t len);
 /* The "@" entry, else the only entry, else NULL (as httpGate). */
 const struct name_entry *names_default(const struct names *n);
+/* The distinct directories of the app entries of a file parsed whole, into
+ * out: their number, or -E2BIG when there are more than max. */
+int names_dirs(const struct names *n, const char **out, unsigned max);
 /* Resolves the entry's user; refuses unknown users and uid/gid 0.
  * Returns 0 or -ENOENT/-EPERM. */
 int names_user(const struct name_entry *e, uid_t *uid, gid_t *gid, char *home, size_t home_size);
@@ -143,6 +146,11 @@ void index_close(struct names_index *x);
 /* Candidate lines for key (same hash), at most max. */
 int index_lookup(const struct names_index *x, const char *key, size_t len, struct index_slot *out, int max);
 bool index_default(const struct names_index *x, struct index_slot *out);
+/* The distinct directories of the file's app entries (for their void
+ * files), packed NUL-terminated from *first: their number, or -E2BIG
+ * beyond INDEX_DIRS_MAX. */
+#define INDEX_DIRS_MAX 256u
+int index_dirs(const struct names_index *x, const char **first, size_t *bytes);
 /* Writes the index of the parsed file n whose text began at text_start. */
 int index_write(const char *names_path, const struct stat *st, const struct names *n, const char *text_start);
 

@@ -17,7 +17,7 @@
 
 #include "httpgate.h"
 
-#define INDEX_MAGIC "HGNAMES1"
+#define INDEX_MAGIC "HGNAMES2"
 #define INDEX_NONE  UINT32_MAX
 
 struct index_header {
@@ -27,6 +27,8 @@ struct index_header {
         uint32_t slots;          /* a power of two, at least twice the entries */
         uint32_t entries;
         struct index_slot dflt;  /* "@" or the only entry; off INDEX_NONE: none */
+        uint32_t dirs;           /* distinct entry directories after the slots; INDEX_NONE: too many */
+        uint32_t dirs_bytes;     /* ... NUL-terminated, one after the other */
 };
 
 static uint32_t key_hash(const char *k, size_t len)
@@ -84,7 +86,8 @@ int index_open(const char *names_path, const struct stat *st, struct names_index
         const struct index_header *h = map;
         if (memcmp(h->magic, INDEX_MAGIC, 8) != 0 || !same_file(h, st) || h->slots == 0 ||
             (h->slots & (h->slots - 1)) != 0 ||
-            sizeof(*h) + (uint64_t)h->slots * sizeof(struct index_slot) > (uint64_t)ist.st_size) {
+            sizeof(*h) + (uint64_t)h->slots * sizeof(struct index_slot) + h->dirs_bytes != (uint64_t)ist.st_size ||
+            (h->dirs_bytes && ((const char *)map)[ist.st_size - 1] != '\0')) {
                 munmap(map, (size_t)ist.st_size);
                 return -ESTALE;
         }
@@ -115,12 +118,44 @@ int index_lookup(const struct names_index *x, const char *key, size_t len, struc
         return n;
 }
 
+int index_dirs(const struct names_index *x, const char **first, size_t *bytes)
+{
+        const struct index_header *h = x->map;
+
+        if (h->dirs == INDEX_NONE)
+                return -E2BIG;
+        *first = (const char *)(h + 1) + (size_t)h->slots * sizeof(struct index_slot);
+        *bytes = h->dirs_bytes;
+        return (int)h->dirs;
+}
+
 bool index_default(const struct names_index *x, struct index_slot *out)
 {
         const struct index_header *h = x->map;
 
         *out = h->dflt;
         return h->dflt.off != INDEX_NONE;
+}
+
+/* The distinct directories of n's app entries, packed NUL-terminated into
+ * a new buffer; *count is INDEX_NONE beyond INDEX_DIRS_MAX of them. */
+static char *dir_list(const struct names *n, uint32_t *count, size_t *bytes)
+{
+        const char *seen[INDEX_DIRS_MAX];
+        int k = names_dirs(n, seen, INDEX_DIRS_MAX);
+        size_t len = 0;
+        char *out;
+
+        *count = k < 0 ? INDEX_NONE : (uint32_t)k, *bytes = 0;
+        for (int i = 0; i < k; i++)
+                len += strlen(seen[i]) + 1;
+        if (k < 0 || !(out = malloc(len + 1)))
+                return NULL;
+        for (int i = 0; i < k; i++) {
+                memcpy(out + *bytes, seen[i], strlen(seen[i]) + 1);
+                *bytes += strlen(seen[i]) + 1;
+        }
+        return out;
 }
 
 /* Written aside and renamed into place: a reader sees the old index or the
@@ -131,16 +166,20 @@ int index_write(const char *names_path, const struct stat *st, const struct name
         struct index_header h = { .magic = INDEX_MAGIC };
         const struct name_entry *d = names_default(n);
         struct index_slot *s;
-        size_t bytes;
-        uint32_t slots = 16;
+        size_t bytes, dirs_bytes;
+        uint32_t slots = 16, dirs;
+        char *dirs_text = dir_list(n, &dirs, &dirs_bytes);
         int fd, r = 0;
 
         while (slots < 2 * n->n + 1)
                 slots *= 2;
         bytes = sizeof(h) + (size_t)slots * sizeof(*s);
         s = malloc((size_t)slots * sizeof(*s));
-        if (!s)
+        if (!s || (dirs != INDEX_NONE && !dirs_text)) {
+                free(s);
+                free(dirs_text);
                 return -ENOMEM;
+        }
         for (uint32_t i = 0; i < slots; i++)
                 s[i].off = INDEX_NONE;
         for (size_t k = 0; k < n->n; k++) {
@@ -159,20 +198,25 @@ int index_write(const char *names_path, const struct stat *st, const struct name
         h.entries = (uint32_t)n->n;
         h.dflt = d ? (struct index_slot){ .hash = 0, .off = (uint32_t)(d->key - text_start), .line = d->line }
                    : (struct index_slot){ .off = INDEX_NONE };
+        h.dirs = dirs;
+        h.dirs_bytes = (uint32_t)dirs_bytes;
 
         index_path(names_path, path, sizeof(path));
         snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0) {
                 free(s);
+                free(dirs_text);
                 return -errno;
         }
         if (write(fd, &h, sizeof(h)) != (ssize_t)sizeof(h) ||
-            write(fd, s, bytes - sizeof(h)) != (ssize_t)(bytes - sizeof(h)) || rename(tmp, path) < 0) {
+            write(fd, s, bytes - sizeof(h)) != (ssize_t)(bytes - sizeof(h)) ||
+            (dirs_bytes && write(fd, dirs_text, dirs_bytes) != (ssize_t)dirs_bytes) || rename(tmp, path) < 0) {
                 r = -errno ? -errno : -EIO;
                 unlink(tmp);
         }
         close(fd);
         free(s);
+        free(dirs_text);
         return r;
 }

@@ -319,6 +319,26 @@ const struct name_entry *names_default(const struct names *n)
         return names_find(n, "@", 1);
 }
 
+int names_dirs(const struct names *n, const char **out, unsigned max)
+{
+        unsigned count = 0;
+
+        for (size_t k = 0; k < n->n; k++) {
+                const char *d = n->v[k].dir;
+                unsigned i = 0;
+                if (!d || n->v[k].port == 0)
+                        continue;
+                while (i < count && strcmp(out[i], d) != 0)
+                        i++;
+                if (i < count)
+                        continue;
+                if (count == max)
+                        return -E2BIG;
+                out[count++] = d;
+        }
+        return (int)count;
+}
+
 int names_user(const struct name_entry *e, uid_t *uid, gid_t *gid, char *home, size_t home_size)
 {
         struct passwd pw, *res = NULL;

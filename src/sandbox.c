@@ -98,6 +98,39 @@ static void parent_of(const char *path, char *out, size_t size)
                 snprintf(out, size, "%.*s", slash == path ? 1 : (int)(slash - path), path);
 }
 
+/* DIR/void for each directory of the names file's app entries: from its
+ * index, or from the whole file when it was parsed (the index is made from
+ * the same list). */
+static int allow_void_files(const struct ruleset *rs, const struct names *n)
+{
+        const char *dirs[INDEX_DIRS_MAX], *packed = NULL;
+        size_t bytes = 0;
+        char buf[4096];
+        int count, r = 0;
+
+        if (!n)
+                return 0;
+        count = n->index.map ? index_dirs(&n->index, &packed, &bytes) : names_dirs(n, dirs, INDEX_DIRS_MAX);
+        if (count < 0) {
+                /* XXX More app directories than INDEX_DIRS_MAX: any void
+                 * file stays readable (read only, as far as the gate's user
+                 * may), rather than a rule per directory for every
+                 * connection. */
+                return allow(rs, "/", READ_ONLY);
+        }
+        /* The index's list by its length (index_open checked that it ends
+         * with a NUL inside the file), the parsed file's by its count. */
+        for (const char *p = packed; p && p < packed + bytes && !r; p += strlen(p) + 1) {
+                snprintf(buf, sizeof(buf), "%s/void", p);
+                r = allow(rs, buf, READ_ONLY);
+        }
+        for (int i = 0; !packed && i < count && !r; i++) {
+                snprintf(buf, sizeof(buf), "%s/void", dirs[i]);
+                r = allow(rs, buf, READ_ONLY);
+        }
+        return r;
+}
+
 /* Where the gate reads and writes after this point (httpgate.units(5)). */
 static int add_rules(const struct ruleset *rs, const struct options *o, const struct names *n)
 {
@@ -125,23 +158,9 @@ static int add_rules(const struct ruleset *rs, const struct options *o, const st
                 r = r ?: allow(rs, o->tls_dir, READ_TREE);
                 r = r ?: allow(rs, buf, READ_TREE);
         }
-        /* Void files: --void, and DIR/void of each entry. */
+        /* Void files: --void, and DIR/void of each entry's directory. */
         r = r ?: allow(rs, o->void_path, READ_ONLY);
-        if (n && n->index.map) {
-                /* XXX A big names file is looked up through its index, and
-                 * its entries are not known here: any void file stays
-                 * readable (read only, and as far as the gate's user may). */
-                r = r ?: allow(rs, "/", READ_ONLY);
-        } else if (n) {
-                for (size_t i = 0; i < n->n && !r; i++) {
-                        const struct name_entry *e = &n->v[i];
-                        if (!e->dir || (i > 0 && n->v[i - 1].dir && strcmp(n->v[i - 1].dir, e->dir) == 0))
-                                continue;
-                        snprintf(buf, sizeof(buf), "%s/void", e->dir);
-                        r = allow(rs, buf, READ_ONLY);
-                }
-        }
-        return r;
+        return r ?: allow_void_files(rs, n);
 }
 
 /* Returns the ABI version in force (> 0), 0 when the kernel has no
