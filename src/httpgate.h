@@ -79,7 +79,7 @@ int options_parse(int argc, char **argv, struct options *o);
 bool options_method_allowed(const struct options *o, const char *m, size_t len);
 bool options_port_denied(const struct options *o, unsigned port);
 
-/* ---- util.c: bounded number parsing ---- */
+/* ---- util.c: bounded number parsing, printable bytes, directories ---- */
 /* Parses decimal digits s[0..len) into *ret, refusing empty input, any
  * non-digit and values above max. Returns 0 or -EINVAL/-ERANGE. */
 int parse_uint(const char *s, size_t len, uint64_t max, uint64_t *ret);
@@ -87,6 +87,12 @@ int parse_uint_str(const char *s, uint64_t max, uint64_t *ret);
 /* Copies s[0..len) into out (NUL-terminated, at most size bytes), visible
  * ASCII as is and everything else as \xHH. Returns the length written. */
 size_t printable(char *out, size_t size, const char *s, size_t len);
+/* The gate's own directories: systemd's CacheDirectory= (or
+ * RuntimeDirectory=) and StateDirectory=, else these. */
+#define CACHE_DIR_DEFAULT "/var/cache/httpgate"
+#define STATE_DIR_DEFAULT "/var/lib/httpgate"
+const char *cache_dir(void);
+const char *state_dir(void);
 
 /* ---- names.c: the names file, parsed into an immutable table ---- */
 struct name_entry {
@@ -147,8 +153,8 @@ void index_close(struct names_index *x);
 int index_lookup(const struct names_index *x, const char *key, size_t len, struct index_slot *out, int max);
 bool index_default(const struct names_index *x, struct index_slot *out);
 /* The distinct directories of the file's app entries (for their void
- * files), packed NUL-terminated from *first: their number, or -E2BIG
- * beyond INDEX_DIRS_MAX. */
+ * files), *bytes of them packed NUL-terminated from *first. Returns 0, or
+ * -E2BIG when there were more than INDEX_DIRS_MAX. */
 #define INDEX_DIRS_MAX 256u
 int index_dirs(const struct names_index *x, const char **first, size_t *bytes);
 /* Writes the index of the parsed file n whose text began at text_start. */
@@ -354,4 +360,4 @@ void log_request(const struct log_request *r);
  * whoever forked this process, exec and loading) and since. */
 void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec,
              uint64_t cpu_at_start);
-uint64_t log_cpu_usec(void); /* CPU time of this process so far */
+uint64_t log_cpu_usec(void); /* CPU time of this process so far; 0 when not to the journal */

@@ -52,15 +52,11 @@ static bool same_file(const struct index_header *h, const struct stat *st)
 /* DIR/names-<hash of the path>.idx, DIR the cache or runtime directory. */
 static void index_path(const char *names_path, char *out, size_t size)
 {
-        const char *dir = getenv("CACHE_DIRECTORY");
+        const char *dir = cache_dir();
         uint32_t h = key_hash(names_path, strlen(names_path));
 
-        if (!dir)
-                dir = getenv("RUNTIME_DIRECTORY");
-        if (!dir) {
-                dir = "/var/cache/httpgate";
+        if (strcmp(dir, CACHE_DIR_DEFAULT) == 0)
                 (void)mkdir(dir, 0755); /* there already, or the open says why */
-        }
         snprintf(out, size, "%s/names-%08x.idx", dir, h);
 }
 
@@ -126,7 +122,7 @@ int index_dirs(const struct names_index *x, const char **first, size_t *bytes)
                 return -E2BIG;
         *first = (const char *)(h + 1) + (size_t)h->slots * sizeof(struct index_slot);
         *bytes = h->dirs_bytes;
-        return (int)h->dirs;
+        return 0;
 }
 
 bool index_default(const struct names_index *x, struct index_slot *out)

@@ -145,7 +145,8 @@ uint64_t log_cpu_usec(void)
 {
         struct rusage ru;
 
-        if (getrusage(RUSAGE_SELF, &ru) < 0)
+        /* Only the journal's entry has the CPU fields: nothing to pay otherwise. */
+        if (!to_journal || getrusage(RUSAGE_SELF, &ru) < 0)
                 return 0;
         return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
                (uint64_t)ru.ru_stime.tv_usec;

@@ -80,7 +80,7 @@ int main(int argc, char **argv)
         struct conn_ctx ctx = { .client = &client, .opt = &opt, .table = &table, .gate = "http" };
         struct relay_stats st;
         char why[512];
-        uint64_t start = now_usec(), cpu_at_start = log_cpu_usec();
+        uint64_t start = now_usec(), cpu_at_start;
         int r;
 
         r = options_parse(argc, argv, &opt);
@@ -89,6 +89,7 @@ int main(int argc, char **argv)
         if (opt.check_path)
                 return check(opt.check_path);
         log_init();
+        cpu_at_start = log_cpu_usec();
         signal(SIGPIPE, SIG_IGN); /* a vanished peer is an error return, not a signal */
 #ifndef HTTPGATE_TLS
         if ((opt.pem && *opt.pem) || opt.tls_dir) {

@@ -103,14 +103,20 @@ static void parent_of(const char *path, char *out, size_t size)
  * the same list). */
 static int allow_void_files(const struct ruleset *rs, const struct names *n)
 {
-        const char *dirs[INDEX_DIRS_MAX], *packed = NULL;
-        size_t bytes = 0;
+        const char *dirs[INDEX_DIRS_MAX], *packed;
+        size_t bytes;
         char buf[4096];
-        int count, r = 0;
+        int count = 0, r = 0;
 
         if (!n)
                 return 0;
-        count = n->index.map ? index_dirs(&n->index, &packed, &bytes) : names_dirs(n, dirs, INDEX_DIRS_MAX);
+        if (!n->index.map)
+                count = names_dirs(n, dirs, INDEX_DIRS_MAX);
+        else if (index_dirs(&n->index, &packed, &bytes) < 0)
+                count = -E2BIG;
+        else /* by its length: index_open checked that it ends with a NUL inside the file */
+                for (const char *p = packed; p < packed + bytes && count < (int)INDEX_DIRS_MAX; p += strlen(p) + 1)
+                        dirs[count++] = p;
         if (count < 0) {
                 /* XXX More app directories than INDEX_DIRS_MAX: any void
                  * file stays readable (read only, as far as the gate's user
@@ -118,13 +124,7 @@ static int allow_void_files(const struct ruleset *rs, const struct names *n)
                  * connection. */
                 return allow(rs, "/", READ_ONLY);
         }
-        /* The index's list by its length (index_open checked that it ends
-         * with a NUL inside the file), the parsed file's by its count. */
-        for (const char *p = packed; p && p < packed + bytes && !r; p += strlen(p) + 1) {
-                snprintf(buf, sizeof(buf), "%s/void", p);
-                r = allow(rs, buf, READ_ONLY);
-        }
-        for (int i = 0; !packed && i < count && !r; i++) {
+        for (int i = 0; i < count && !r; i++) {
                 snprintf(buf, sizeof(buf), "%s/void", dirs[i]);
                 r = allow(rs, buf, READ_ONLY);
         }
@@ -134,13 +134,15 @@ static int allow_void_files(const struct ruleset *rs, const struct names *n)
 /* Where the gate reads and writes after this point (httpgate.units(5)). */
 static int add_rules(const struct ruleset *rs, const struct options *o, const struct names *n)
 {
-        const char *env[] = { "CACHE_DIRECTORY", "STATE_DIRECTORY" };
         char buf[4096];
         int r = 0;
 
-        /* Its own directories: the names index, the TLS ticket key. */
-        for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++)
-                r = r ?: allow(rs, getenv(env[i]), WRITE_TREE);
+        /* Its own directories, as index.c and tls.c find them: the names
+         * index; with TLS, the ticket key (the plain gate has no business
+         * with it). */
+        r = r ?: allow(rs, cache_dir(), WRITE_TREE);
+        if ((o->pem && *o->pem) || o->tls_dir)
+                r = r ?: allow(rs, state_dir(), WRITE_TREE);
         if (o->tls_ticket_key)
                 r = r ?: allow(rs, o->tls_ticket_key, READ_ONLY);
         /* Certificates: systemd's copies, the files given, certbot's tree
@@ -198,13 +200,10 @@ static int landlock(const struct options *o, const struct names *n)
 /* Said once per machine (a mark in the cache directory), not per connection. */
 static void landlock_missing(void)
 {
-        const char *dir = getenv("CACHE_DIRECTORY");
         char path[4096];
         int fd;
 
-        if (!dir)
-                return;
-        snprintf(path, sizeof(path), "%s/landlock-unavailable", dir);
+        snprintf(path, sizeof(path), "%s/landlock-unavailable", cache_dir());
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return;

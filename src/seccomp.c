@@ -7,12 +7,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/ioctl.h>
-#include <termios.h>
 
 #include "httpgate.h"
 

@@ -142,7 +142,7 @@ static int on_client_hello(gnutls_session_t s)
 static int ticket_key(const struct options *o, gnutls_datum_t *key)
 {
         static unsigned char buf[TICKET_KEY_BYTES];
-        const char *dir = getenv("STATE_DIRECTORY");
+        const char *dir = state_dir();
         char path[4096], tmp[4200];
         int fd;
         ssize_t n;
@@ -150,10 +150,8 @@ static int ticket_key(const struct options *o, gnutls_datum_t *key)
         if (o->tls_ticket_key) {
                 snprintf(path, sizeof(path), "%s", o->tls_ticket_key);
         } else {
-                if (!dir) {
-                        dir = "/var/lib/httpgate";
+                if (strcmp(dir, STATE_DIR_DEFAULT) == 0)
                         (void)mkdir(dir, 0700); /* exists already, or the open below says why */
-                }
                 snprintf(path, sizeof(path), "%s/ticket.key", dir);
         }
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

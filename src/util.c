@@ -1,8 +1,10 @@
 /* util.c: the one bounded number parser (every number from a client, a
- * names file or the command line goes through here), and the one way bytes
- * from outside are made printable for a log. */
+ * names file or the command line goes through here), the one way bytes
+ * from outside are made printable for a log, and where the gate's own
+ * directories are. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "httpgate.h"
@@ -44,4 +46,18 @@ size_t printable(char *out, size_t size, const char *s, size_t len)
         }
         out[o] = '\0';
         return o;
+}
+
+const char *cache_dir(void)
+{
+        const char *d = getenv("CACHE_DIRECTORY");
+
+        return d ? d : getenv("RUNTIME_DIRECTORY") ? getenv("RUNTIME_DIRECTORY") : CACHE_DIR_DEFAULT;
+}
+
+const char *state_dir(void)
+{
+        const char *d = getenv("STATE_DIRECTORY");
+
+        return d ? d : STATE_DIR_DEFAULT;
 }

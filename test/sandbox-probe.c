@@ -51,32 +51,12 @@ static void put(const char *fmt, ...)
         out_len += (size_t)n;
 }
 
+/* "ok", or the errno's name (glibc's strerrorname_np). */
 static const char *result(int r)
 {
-        static char buf[8][32];
-        static unsigned i;
-        const char *name = r >= 0 ? "ok" : NULL;
+        const char *name = r < 0 ? strerrorname_np(-r) : "ok";
 
-        if (r < 0) {
-                switch (-r) {
-                case EPERM: name = "EPERM"; break;
-                case EACCES: name = "EACCES"; break;
-                case ENOENT: name = "ENOENT"; break;
-                case EROFS: name = "EROFS"; break;
-                case EAFNOSUPPORT: name = "EAFNOSUPPORT"; break;
-                case ECONNREFUSED: name = "ECONNREFUSED"; break;
-                case EAGAIN: name = "EAGAIN"; break;
-                case ENOSYS: name = "ENOSYS"; break;
-                case EINVAL: name = "EINVAL"; break;
-                case ESRCH: name = "ESRCH"; break;
-                case EEXIST: name = "EEXIST"; break;
-                case ECONNRESET: name = "ECONNRESET"; break;
-                default:
-                        snprintf(buf[i % 8], sizeof(buf[0]), "errno %d", -r);
-                        return buf[i++ % 8];
-                }
-        }
-        return name;
+        return name ? name : "unknown errno";
 }
 
 static int err(long r)
