@@ -2,7 +2,7 @@
 """bench/sandbox-cost.py [-n N] [-m MOUNTS] [VARIANT ...]: what the sandbox of
 httpgate@.service costs per connection, setting by setting.
 
-Boots this machine's root in a container once (systemd-nspawn --boot
+Boots this machine's root in a container once (test/lib/nspawn.py, systemd-nspawn --boot
 --private-network on an overlay of /, as test/tier-50-systemd.py does),
 installs httpgate with `make install DESTDIR=`, and for each variant writes
 /etc/systemd/system/httpgate@.service (and httpgate-tls@.service): the
@@ -25,14 +25,14 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, 'test', 'lib'))
+from nspawn import Container  # noqa: E402  (the container the systemd test tiers boot)
 
 SET = {  # key: the lines it adds to [Service]
     'nnp': 'NoNewPrivileges=yes', 'caps': 'CapabilityBoundingSet=\nAmbientCapabilities=',
@@ -133,69 +133,33 @@ def log(*a):
     print('#', *a, file=sys.stderr, flush=True)
 
 
-class Box:
+class Box(Container):
+    """test/lib/nspawn.py's container, with what the variants need inside."""
+
     def __init__(self, unified):
-        self.unified = unified
-        self.base = tempfile.mkdtemp(prefix='httpgate-sbx-', dir='/var/tmp')
-        self.root = self.base + '/root'
-        self.nspawn, self.leader, self.mounted = None, 0, False
+        super().__init__('httpgate-sbx', parents=('/var/tmp',), target=TARGET,
+                         env=dict(os.environ, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY='1' if unified else '0'))
         self.holders = []
 
-    def write(self, path, text, mode=0o644):
-        os.makedirs(os.path.dirname(self.root + path), exist_ok=True)
-        with open(self.root + path, 'w') as f:
-            f.write(text)
-        os.chmod(self.root + path, mode)
-
-    def run(self, cmd, check=True, timeout=300):
-        r = subprocess.run(['nsenter', '-t', str(self.leader), '-a', 'sh', '-c', cmd], capture_output=True,
-                           text=True, timeout=timeout)
-        if check and r.returncode != 0:
-            raise RuntimeError('%s: %s' % (cmd, r.stderr[-300:]))
-        return r
-
-    def boot(self):
-        for d in ('upper', 'work', 'root'):
-            os.mkdir(self.base + '/' + d)
-        subprocess.run(['mount', '-t', 'overlay', 'overlay', '-o', 'lowerdir=/,upperdir=%s/upper,workdir=%s/work'
-                        % (self.base, self.base), self.root], check=True)
-        self.mounted = True
-        subprocess.run(['make', '-s', '-C', TOP, 'install', 'DESTDIR=' + self.root, 'PREFIX=/usr'], check=True,
-                       stdout=subprocess.DEVNULL)
-        self.write('/etc/systemd/system/sbx.target', TARGET)
+    def before_boot(self, _):
         self.write('/srv/hello/server.py', SERVER, 0o755)
         self.write('/opt/sbx/client.py', CLIENT)
         self.write('/opt/sbx/hold.py', HOLD)
         # over 64 KiB, so that the gate keeps an index in its CacheDirectory
         self.write('/etc/httpgate/names', NAMES + ''.join('pad%05d %d nobody / ^ ./x\n' % (i, 10000 + i)
                                                           for i in range(3000)))
-        self.log = open(self.base + '/console.log', 'w')
-        self.nspawn = subprocess.Popen([
-            'systemd-nspawn', '-q', '-D', self.root, '-M', 'httpgate-sbx-%d' % os.getpid(), '--boot',
-            '--system-call-filter=landlock_create_ruleset landlock_add_rule landlock_restrict_self',
-            '--private-network', '--register=no', '--keep-unit', '--console=passive', 'systemd.unit=sbx.target'],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            env=dict(os.environ, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY='1' if self.unified else '0'))
-        end = time.time() + 60
-        while time.time() < end and self.nspawn.poll() is None:
-            try:
-                kids = open('/proc/%d/task/%d/children' % (self.nspawn.pid, self.nspawn.pid)).read().split()
-                self.leader = int(kids[0]) if kids else 0
-            except OSError:
-                pass
-            if self.leader and self.run('systemctl is-system-running', check=False).stdout.strip() in (
-                    'running', 'degraded'):
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError('the container did not boot')
-        self.run('useradd hgapp1 && mkdir -p /home/hgvoid/gone && echo void-marker >/home/hgvoid/gone/void'
-                 ' && chmod 755 /home/hgvoid && chown -R hgapp1: /srv/hello && ip link set lo up'
-                 ' && ip addr add 10.99.0.1/32 dev lo'  # a client that is not on loopback
-                 ' && cd /etc/httpgate && certtool --generate-privkey --key-type=ecdsa --outfile key.pem 2>/dev/null'
-                 ' && chmod 600 key.pem && printf "cn=localhost\\ndns_name=localhost\\ntls_www_server\\n" >/tmp/t'
-                 ' && certtool --generate-self-signed --load-privkey key.pem --template /tmp/t --outfile cert.pem'
-                 ' 2>/dev/null && systemctl start httpgate.socket httpgate-tls.socket')
+
+    def boot(self):
+        why = self.start(before_boot=self.before_boot)
+        if why:
+            raise RuntimeError(why)
+        self.sh('useradd hgapp1 && mkdir -p /home/hgvoid/gone && echo void-marker >/home/hgvoid/gone/void'
+                ' && chmod 755 /home/hgvoid && chown -R hgapp1: /srv/hello && ip link set lo up'
+                ' && ip addr add 10.99.0.1/32 dev lo'  # a client that is not on loopback
+                ' && cd /etc/httpgate && certtool --generate-privkey --key-type=ecdsa --outfile key.pem 2>/dev/null'
+                ' && chmod 600 key.pem && printf "cn=localhost\\ndns_name=localhost\\ntls_www_server\\n" >/tmp/t'
+                ' && certtool --generate-self-signed --load-privkey key.pem --template /tmp/t --outfile cert.pem'
+                ' 2>/dev/null && systemctl start httpgate.socket httpgate-tls.socket')
 
     def unhold(self):
         for p in self.holders:
@@ -205,24 +169,7 @@ class Box:
 
     def stop(self):
         self.unhold()
-        if self.nspawn and self.nspawn.poll() is None:
-            self.nspawn.terminate()
-            try:
-                self.nspawn.wait(20)
-            except subprocess.TimeoutExpired:
-                for pid in (self.leader, self.nspawn.pid):  # the container's init too, or it lingers
-                    try:
-                        os.kill(pid, signal.SIGKILL) if pid else None
-                    except ProcessLookupError:
-                        pass
-                self.nspawn.wait(10)
-        for _ in range(50):
-            if not self.mounted or subprocess.run(['umount', self.root], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            subprocess.run(['umount', '-l', self.root])
-        shutil.rmtree(self.base, ignore_errors=True)
+        super().stop()
 
 
 def ticks(pid):
@@ -248,31 +195,31 @@ def unit_text(template, keys):
 def setup_variant(b, keys):
     for t in ('httpgate@.service', 'httpgate-tls@.service'):
         b.write('/etc/systemd/system/' + t, unit_text(t, keys))
-    b.run('cd /etc/httpgate && chgrp %s key.pem && chmod %s key.pem && systemctl daemon-reload'
+    b.sh('cd /etc/httpgate && chgrp %s key.pem && chmod %s key.pem && systemctl daemon-reload'
           % (('httpgate', '640') if 'nocreds' in keys else ('root', '600')))
-    r = b.run('systemd-analyze security --no-pager httpgate@.service', check=False)
+    r = b.sh('systemd-analyze security --no-pager httpgate@.service', check=False)
     m = re.search(r'Overall exposure level for \S+: (\d+\.\d+)', r.stdout)
     return float(m.group(1)) if m else float('nan')
 
 
 def client(b, n, path, tls=False, conc=8):
-    out = b.run('python3 /opt/sbx/client.py %d %d %s %s' % (n, conc, path, 'tls' if tls else 'plain')).stdout
+    out = b.sh('python3 /opt/sbx/client.py %d %d %s %s' % (n, conc, path, 'tls' if tls else 'plain')).stdout
     lines = out.split('\n', 1)
     return float(lines[0]), lines[1] if len(lines) > 1 else ''
 
 
 def checks(b):
     bad = []
-    b.run('systemctl stop httpgate-app-hello.service; rm -f /var/cache/httpgate/*.idx /var/lib/httpgate/*',
+    b.sh('systemctl stop httpgate-app-hello.service; rm -f /var/cache/httpgate/*.idx /var/lib/httpgate/*',
           check=False)
     _, out = client(b, 1, '/hello/chk1')
-    if not out.startswith('HTTP/1.1 200') or b.run('systemctl is-active httpgate-app-hello.service',
+    if not out.startswith('HTTP/1.1 200') or b.sh('systemctl is-active httpgate-app-hello.service',
                                                     check=False).stdout.strip() != 'active':
         bad.append('launch')
-    if not b.run('ls /var/cache/httpgate/', check=False).stdout.strip():
+    if not b.sh('ls /var/cache/httpgate/', check=False).stdout.strip():
         bad.append('cache')
     # IPAddressAllow=localhost must not reach the client's connection (it is systemd's socket)
-    if 'hello' not in b.run('curl -sS --interface 10.99.0.1 http://10.99.0.1/hello/remote', check=False).stdout:
+    if 'hello' not in b.sh('curl -sS --interface 10.99.0.1 http://10.99.0.1/hello/remote', check=False).stdout:
         bad.append('remote')
     _, out = client(b, 1, '/gone/~x')
     if 'void-marker' not in out:
@@ -280,10 +227,10 @@ def checks(b):
     _, out = client(b, 1, '/hello/chk2', tls=True)
     if not out.startswith('HTTP/1.1 200'):
         bad.append('tls')
-    if not b.run('ls /var/lib/httpgate/', check=False).stdout.strip():
+    if not b.sh('ls /var/lib/httpgate/', check=False).stdout.strip():
         bad.append('ticketkey')
     time.sleep(0.3)
-    if '/hello/chk1' not in b.run('journalctl -t httpgate -o json HTTPGATE_TARGET=/hello/chk1',
+    if '/hello/chk1' not in b.sh('journalctl -t httpgate -o json HTTPGATE_TARGET=/hello/chk1',
                                   check=False).stdout:
         bad.append('journal')
     return ' '.join(bad) or 'ok'
@@ -338,7 +285,7 @@ def measure(b, n, tls, held=0):
     us = 1e6 / os.sysconf('SC_CLK_TCK') / n
     # The instance's CPU, split by the gate's own end-of-connection entry:
     # before main (the forked child's set-up, exec, loading) and after.
-    ends = [json.loads(x) for x in b.run('journalctl -o json --since=@%.3f MESSAGE_ID=%s' % (since, MSGID_END),
+    ends = [json.loads(x) for x in b.sh('journalctl -o json --since=@%.3f MESSAGE_ID=%s' % (since, MSGID_END),
                                          check=False).stdout.splitlines() if x.startswith('{')]
     ends = [e for e in ends if 'HTTPGATE_CPU_USEC' in e]
     split = {k: sum(int(e['HTTPGATE_CPU_%sUSEC' % f]) for e in ends) / len(ends) if ends else float('nan')
@@ -389,16 +336,16 @@ def main():
     try:
         b.boot()
         if a.mounts:
-            b.run('for i in $(seq %d); do mkdir -p /mnt/sbx$i && mount -t tmpfs sbx /mnt/sbx$i; done' % a.mounts)
+            b.sh('for i in $(seq %d); do mkdir -p /mnt/sbx$i && mount -t tmpfs sbx /mnt/sbx$i; done' % a.mounts)
         for cmd in a.exec:
-            r = b.run(cmd, check=False)
+            r = b.sh(cmd, check=False)
             log('$', cmd, '\n' + r.stdout + r.stderr)
-        log('mounts in the container:', b.run('wc -l </proc/1/mountinfo').stdout.strip())
+        log('mounts in the container:', b.sh('wc -l </proc/1/mountinfo').stdout.strip())
         if a.score:
             for name, keys in variants:
                 print('| %s | %.1f | %s |' % (name, setup_variant(b, keys), ' '.join(keys)), flush=True)
                 if os.environ.get('SBX_DETAIL'):
-                    print(b.run('systemd-analyze security --no-pager httpgate@.service | grep "✗"', check=False).stdout)
+                    print(b.sh('systemd-analyze security --no-pager httpgate@.service | grep "✗"', check=False).stdout)
             return
         res = {name: {'score': 0, 'ok': '', 'http': [], 'tls': []} for name, _ in variants}
         for rnd in range(a.rounds):  # rounds rotate the order: drift in the machine's load hits all alike

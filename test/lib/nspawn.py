@@ -69,12 +69,13 @@ class Container:
     on an overlay itself, as a container's root often is); target: the unit
     booted (None: the default target); wrap: an argv prefix for
     systemd-nspawn (bench: move it into cgroups); mask: units of this
-    machine that must not start inside."""
+    machine that must not start inside; env: systemd-nspawn's environment
+    (None: this one's)."""
 
     def __init__(self, name="hgtest", parents=("/var/tmp", "/tmp", "/dev/shm"), target=TEST_TARGET, wrap=(),
-                 mask=()):
+                 mask=(), env=None):
         self.name = "%s-%d" % (name, os.getpid())
-        self.parents, self.target, self.wrap, self.mask = parents, target, list(wrap), mask
+        self.parents, self.target, self.wrap, self.mask, self.env = parents, target, list(wrap), mask, env
         self.base = self.nspawn = self.log = None
         self.leader = 0
         self.mounted = False
@@ -134,7 +135,7 @@ class Container:
             before_boot(self)
         self.log = open(self.base + "/console.log", "w")
         self.nspawn = subprocess.Popen(self.wrap + argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+                                       stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
         end = time.time() + BOOT_TIMEOUT
         while time.time() < end and self.nspawn.poll() is None:
             if not self.leader or not os.path.exists("/proc/%d" % self.leader):
