@@ -16,13 +16,14 @@ WARN        = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-pro
 TLS_CFLAGS  = $$(pkg-config --cflags $(TLS_PKGS))
 TLS_LIBS    = $$(pkg-config --libs $(TLS_PKGS))
 need_pkg    = @pkg-config --exists $(1) || { echo "make: pkg-config does not find $(1): make deps (test/deps.sh, as root) installs it" >&2; exit 1; }
+.DEFAULT_GOAL := all
 SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 
 # The per-connection gate is two programs from the same sources: httpgate
 # links nothing but libc (each connection pays for what a process loads) and
 # becomes httpgate-tls, which adds GnuTLS, when a certificate is configured.
 CORE = src/util.c src/names.c src/index.c src/route.c src/request.c src/chunked.c src/options.c \
-       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/head.c src/relay.c src/main.c
+       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/response.c src/head.c src/inflight.c src/relay.c src/main.c
 CORE += src/launch.c src/sandbox.c src/seccomp.c
 HDRS = src/httpgate.h src/relay.h build/seccomp-filter.h
 

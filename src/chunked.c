@@ -98,7 +98,7 @@ int chunked_feed(struct chunked *c, const char *buf, size_t len, size_t *fwd)
                         c->any_digit = false;
                         if (c->left == 0) {
                                 c->state = TRAILER;
-                                *fwd = i; /* "0" CRLF goes out; trailers do not */
+                                *fwd = i; /* "0" CRLF goes out; a request's trailers do not */
                                 continue;
                         }
                         c->state = DATA;
@@ -138,6 +138,8 @@ int chunked_feed(struct chunked *c, const char *buf, size_t len, size_t *fwd)
                 if (c->state < TRAILER)
                         *fwd = i;
         }
+        if (c->keep_trailers)
+                *fwd = i;
         return (int)i;
 }
 

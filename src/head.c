@@ -1,34 +1,17 @@
-/* head.c: one request head at a time. Parses it (request.c), routes it
- * (route.c), answers it when the gate must (reply.c), opens or switches the
- * app (backend.c), and queues the rewritten head (rewrite.c) and the bytes of
- * its body for relay.c to move. Owns no sockets' waiting: relay.c does. */
+/* head.c: the request side, one request head at a time. Parses it
+ * (request.c), routes it on its own (route.c), picks the app connection it
+ * goes to (an open one for the same port, else a new one: backend.c), and
+ * queues the rewritten head (rewrite.c) and its body for relay.c to move.
+ * What the gate answers itself is queued too (inflight.c), so that every
+ * answer leaves in the client's order. Owns no waiting: relay.c does. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "relay.h"
-
-/* One journal entry per request; rt (when routed) names the app, else the
- * app the connection is with. */
-void relay_log(struct relay *r, const struct request *q, const struct route *rt, int status, const char *why)
-{
-        const char *head = r->in;
-        const struct name_entry *e = rt ? rt->entry : r->be_entry;
-        struct log_request l = {
-                .app = e ? e->key : NULL,
-                .port = rt ? rt->port : r->be_port,
-                .client = r->ctx->client_addr,
-                .method = q ? head + q->method.off : NULL,
-                .method_len = q ? q->method.len : 0,
-                .target = q ? head + q->target.off : NULL,
-                .target_len = q ? q->target.len : 0,
-                .status = status,
-                .why = why,
-        };
-        log_request(&l);
-}
 
 static int exit_for(int status)
 {
@@ -41,73 +24,80 @@ static int exit_for(int status)
         return status >= 500 ? EXIT_BACKEND : status >= 400 ? EXIT_CLIENT : EXIT_DONE;
 }
 
-/* Answers now when no response can be in flight, else after the app has
- * finished (DRAIN), so that the answer never lands inside a response. */
-/* Answers now when no response can be in flight, else after the app has
- * finished (DRAIN), so that the answer never lands inside a response. */
-int relay_answer(struct relay *r, int status, const char *location, const char *void_path)
+static void consume_in(struct relay *r, size_t n)
 {
-        if (r->be >= 0 && !(r->be_eof && relay_down_empty(r))) {
-                r->pending_status = status;
-                r->pending_location = location;
-                r->pending_void = void_path != NULL;
-                if (void_path)
-                        snprintf(r->pending_void_path, sizeof(r->pending_void_path), "%s", void_path);
-                r->rq = RQ_DRAIN;
-                if (!r->be_wr_shut && shutdown(r->be, SHUT_WR) == 0)
-                        r->be_wr_shut = true;
-                return 0;
-        }
-        if (void_path)
-                (void)reply_void(r->c, void_path); /* the client may be gone: nothing to add */
-        else
-                (void)reply_send(r->c, status, location);
-        return relay_finish(r, exit_for(status), status < 400 ? "redirected" : "answered with an error");
+        memmove(r->in, r->in + n, r->in_len - n);
+        r->in_len -= n;
 }
 
-static int out_add(struct relay *r, const void *p, size_t n)
+/* The gate answers q itself, in its turn. The connection stays open unless
+ * the request is the client's last or has a body (which would have to be
+ * read and dropped first) or the client's stream can no longer be framed. */
+static int gate_answer(struct relay *r, const struct request *q, int status, const char *why, bool close)
 {
-        if (r->out_len + n > r->out_cap)
-                return -ENOBUFS;
-        memcpy(r->out + r->out_len, p, n);
-        r->out_len += n;
+        struct exchange *x = inflight_push(r, -1, q->head_len ? q : NULL, r->in);
+
+        x->status = status;
+        x->why = why;
+        if (!r->answer_exit)
+                r->answer_exit = exit_for(status);
+        if (close || q->framing != BODY_NONE || q->close) {
+                x->last = true;
+                r->last = true;
+                r->rq = RQ_CLOSED; /* what the client still sends is read and dropped */
+        } else {
+                consume_in(r, q->head_len);
+        }
+        r->head_start = 0;
         return 0;
 }
 
-/* ---- one request head ---- */
-
-static const char *void_file(const struct relay *r, const struct route *rt, char *buf, size_t size)
+int inflight_answer_now(struct relay *r, int status, const char *why)
 {
-        if (rt->entry && rt->entry->dir) {
-                snprintf(buf, size, "%s/void", rt->entry->dir);
-                if (access(buf, R_OK) == 0)
-                        return buf;
-        }
-        if (r->ctx->opt->void_path)
-                return r->ctx->opt->void_path;
-        return "";
+        static const struct request none;
+
+        return gate_answer(r, &none, status, why, true);
 }
 
-static int open_backend(struct relay *r, const struct route *rt, const struct request *q, const char *head)
+/* An open connection to port that may take another request, after a look
+ * whether the app closed it meanwhile (PicoLisp closes after each answer on
+ * its main port). */
+static int open_app(struct relay *r, unsigned port)
 {
-        struct backend_result b = backend_open(r->ctx->opt, rt);
-        char vbuf[4096];
+        for (int i = 0; i < APPS_MAX; i++) {
+                struct app_conn *a = &r->apps[i];
+                char b;
 
-        r->be_port = rt->port;
-        r->be_entry = rt->entry;
-        if (b.fd >= 0) {
-                r->be = b.fd;
-                r->be_eof = r->be_wr_shut = false;
-                return 0;
+                if (a->fd < 0 || a->port != port || a->spent || a->eof || a->wr_shut)
+                        continue;
+                if (a->outstanding == 0 && recv(a->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0) {
+                        relay_app_close(r, i); /* closed, or bytes nobody asked for */
+                        continue;
+                }
+                return i;
         }
-        /* An expired session URL ("~" in the target) gets httpGate's 410. */
-        if (memchr(head + q->target.off, '~', q->target.len)) {
-                relay_log(r, q, rt, 410, b.why);
-                r->be = -1;
-                return relay_answer(r, 410, NULL, void_file(r, rt, vbuf, sizeof(vbuf)));
+        return -1;
+}
+
+/* A free slot; an idle connection is closed to make one. -1: all busy. */
+static int free_app(struct relay *r)
+{
+        int idle = -1;
+
+        for (int i = 0; i < APPS_MAX; i++) {
+                if (r->apps[i].fd < 0)
+                        return i;
+                if (r->apps[i].outstanding == 0 && idle < 0)
+                        idle = i;
         }
-        relay_log(r, q, rt, b.status, b.why);
-        return relay_answer(r, b.status, NULL, NULL);
+        if (idle >= 0)
+                relay_app_close(r, idle);
+        return idle;
+}
+
+static const char *names_error(int status)
+{
+        return status == 403 ? "port refused" : status == 503 ? "names file unreadable" : "no such app and no default";
 }
 
 /* Client bytes to the app from now on, spliced through the up pipe
@@ -120,10 +110,40 @@ int relay_enter_body(struct relay *r, enum rq state)
         return 0;
 }
 
-static void consume_in(struct relay *r, size_t n)
+/* The head is complete, but the gate must wait: its time does not count. */
+static int defer(struct relay *r)
 {
-        memmove(r->in, r->in + n, r->in_len - n);
-        r->in_len -= n;
+        r->deferred = true;
+        return -EAGAIN;
+}
+
+/* The request whose body the client broke: the app has part of it and can
+ * not answer it. The gate answers 400 in its place, when its response has
+ * not begun, and the connection ends after it. */
+static int body_broken(struct relay *r)
+{
+        struct exchange *x = inflight_last(r);
+        struct app_conn *a = &r->apps[r->up_app];
+
+        log_msg(LOG_NOTICE, "%s: malformed chunked body", r->ctx->client_addr);
+        if (!r->answer_exit)
+                r->answer_exit = EXIT_CLIENT;
+        r->last = true;
+        r->rq = RQ_CLOSED;
+        a->spent = true;
+        if (!a->wr_shut && shutdown(a->fd, SHUT_WR) == 0)
+                a->wr_shut = true;
+        if (!x || x->app != r->up_app)
+                return relay_finish(r, EXIT_CLIENT, "malformed chunked body");
+        x->last = true;
+        if (x == inflight_first(r) && x->bytes > 0)
+                return 0; /* the app answered before the body ended: its answer goes out */
+        x->app = -1;
+        x->status = 400;
+        x->why = "malformed chunked body";
+        if (--a->outstanding == 0)
+                relay_app_close(r, r->up_app);
+        return 0;
 }
 
 static int handle_head(struct relay *r)
@@ -133,87 +153,102 @@ static int handle_head(struct relay *r)
         struct span path = { 0, 0 };
         bool asterisk, tunnel, stay;
         char target[HEAD_MAX_LIMIT];
-        int s = request_parse(r->in, r->in_len, r->ctx->opt->max_head, &q), tlen, k;
+        int s = request_parse(r->in, r->in_len, r->ctx->opt->max_head, &q), tlen, k, i;
+        struct exchange *x;
 
         if (s == -EAGAIN)
                 return -EAGAIN;
-        if (s > 0) {
-                relay_log(r, NULL, NULL, s, "bad request head");
-                return relay_answer(r, s, NULL, NULL);
-        }
-        if (!options_method_allowed(r->ctx->opt, r->in + q.method.off, q.method.len)) {
-                relay_log(r, &q, NULL, 501, "method not forwarded");
-                return relay_answer(r, 501, NULL, NULL);
-        }
-        if (target_path(r->in, &q, &path, &asterisk) != 0) {
-                relay_log(r, &q, NULL, 400, "target form not accepted");
-                return relay_answer(r, 400, NULL, NULL);
-        }
+        if (s > 0)
+                return inflight_answer_now(r, s, "bad request head");
+        if (!options_method_allowed(r->ctx->opt, r->in + q.method.off, q.method.len))
+                return gate_answer(r, &q, 501, "method not forwarded", false);
+        if (target_path(r->in, &q, &path, &asterisk) != 0)
+                return gate_answer(r, &q, 400, "target form not accepted", false);
         if (path.len)
                 route(r->ctx->table, r->in + path.off, path.len, &rt);
         else
                 route(r->ctx->table, "/", 1, &rt);
-        /* On a connection with an app, a target no key claims stays with it,
+        /* A target no key claims stays with the app of the request before,
          * unchanged, as httpGate forwards every later request. */
-        stay = r->be >= 0 && (asterisk || (!rt.explicit_ && !(rt.kind == ROUTE_PORT && rt.port == r->be_port)));
-        if (rt.kind == ROUTE_ERROR && !stay) {
-                relay_log(r, &q, &rt, rt.status,
-                        rt.status == 403 ? "port refused"
-                        : rt.status == 503 ? "names file unreadable" : "no such app and no default");
-                s = relay_answer(r, rt.status, NULL, NULL);
-                if (rt.status == 503 && r->st.end)
-                        r->st.exit_code = EXIT_CONFIG;
+        stay = r->cur_port && (asterisk || (!rt.explicit_ && !(rt.kind == ROUTE_PORT && rt.port == r->cur_port)));
+        if (stay) {
+                rt.kind = ROUTE_PORT;
+                rt.port = r->cur_port;
+                rt.entry = r->cur_entry;
+        } else if (rt.kind == ROUTE_ERROR) {
+                if (rt.status == 503)
+                        r->answer_exit = EXIT_CONFIG;
+                return gate_answer(r, &q, rt.status, names_error(rt.status), rt.status == 503);
+        } else if (rt.kind == ROUTE_REDIRECT) {
+                s = gate_answer(r, &q, 302, NULL, false);
+                inflight_last(r)->location = rt.entry->redirect;
                 return s;
         }
-        if (rt.kind == ROUTE_REDIRECT && !stay) {
-                relay_log(r, &q, &rt, 302, NULL);
-                return relay_answer(r, 302, rt.entry->redirect, NULL);
-        }
-        if (r->be >= 0 && rt.port != r->be_port && rt.explicit_) {
-                /* Another app: let this one finish, then connect anew. */
-                r->rq = RQ_DRAIN;
-                if (!r->be_wr_shut && shutdown(r->be, SHUT_WR) == 0)
-                        r->be_wr_shut = true;
-                return 0;
-        }
+        /* An Upgrade goes out alone: its answer may turn the connection
+         * into a tunnel, so nothing may be in flight around it. */
+        tunnel = q.upgrade && q.framing == BODY_NONE;
+        if (tunnel && r->q_len > 0)
+                return defer(r);
         if (stay || asterisk) {
                 memcpy(target, r->in + q.target.off, q.target.len);
                 tlen = (int)q.target.len;
         } else if (path.len == 0) {
                 tlen = (memcpy(target, "/", 1), 1);
         } else if ((tlen = route_rewrite(&rt, r->in + path.off, path.len, target, sizeof(target))) < 0) {
-                relay_log(r, &q, NULL, 414, "rewritten target too long");
-                return relay_answer(r, 414, NULL, NULL);
+                return gate_answer(r, &q, 414, "rewritten target too long", false);
         }
-        if (r->be < 0) {
-                if ((s = open_backend(r, &rt, &q, r->in)) != 0)
+        if ((i = open_app(r, rt.port)) < 0) {
+                struct backend_result b;
+
+                if ((i = free_app(r)) < 0)
+                        return defer(r); /* every app connection has a response to give first */
+                b = backend_open(r->ctx->opt, &rt);
+                if (b.fd < 0) {
+                        /* An expired session URL ("~" in the target) gets httpGate's 410. */
+                        bool expired = memchr(r->in + q.target.off, '~', q.target.len) != NULL;
+                        s = gate_answer(r, &q, expired ? 410 : b.status, b.why, false);
+                        x = inflight_last(r);
+                        x->entry = rt.entry;
+                        x->port = rt.port;
+                        x->void_page = expired;
                         return s;
+                }
+                r->apps[i] = (struct app_conn){ .fd = b.fd, .port = rt.port, .entry = rt.entry };
         }
-        /* Only on a connection's first request can the gate be sure that the
-         * next response bytes answer it: a later Upgrade is not passed on. */
-        tunnel = q.upgrade && r->st.requests == 0 && q.framing == BODY_NONE;
         k = head_rewrite(r->ctx, &q, r->in, target, (size_t)tlen, q.upgrade && !tunnel, r->out + r->out_len,
                          r->out_cap - r->out_len);
-        if (k < 0) {
-                relay_log(r, &q, NULL, 431, "head too large after rewriting");
-                return relay_answer(r, 431, NULL, NULL);
-        }
+        if (k < 0)
+                return gate_answer(r, &q, 431, "head too large after rewriting", false);
         r->out_len += (size_t)k;
-        relay_log(r, &q, NULL, 0, NULL);
+        x = inflight_push(r, i, &q, r->in);
+        x->upgrade = tunnel;
+        x->entry = rt.entry;
+        x->port = rt.port;
+        r->apps[i].outstanding++;
+        r->up_app = i;
+        r->cur_port = rt.port;
+        r->cur_entry = rt.entry;
         r->st.requests++;
         consume_in(r, q.head_len);
         r->head_start = 0;
-        r->last = q.close && !tunnel;
+        r->last = x->last = q.close && !tunnel;
+        r->hold = tunnel;
         if (q.framing == BODY_LENGTH) {
                 r->body_left = q.content_length;
                 return relay_enter_body(r, RQ_BODY);
         } else if (q.framing == BODY_CHUNKED) {
                 r->ch = (struct chunked){ 0 };
                 return relay_enter_body(r, RQ_CHUNKED);
-        } else if (tunnel) {
-                r->rq = RQ_UPGRADE;
-                r->status_len = 0;
         }
+        return 0;
+}
+
+static int out_add(struct relay *r, const void *p, size_t n)
+{
+        if (r->out_len + n > r->out_cap)
+                return -ENOBUFS;
+        memcpy(r->out + r->out_len, p, n);
+        r->out_len += n;
         return 0;
 }
 
@@ -235,6 +270,9 @@ int relay_process_in(struct relay *r)
                         return 0;
                 if (r->in_len == 0)
                         return -EAGAIN;
+                r->deferred = false;
+                if (r->hold || inflight_full(r))
+                        return defer(r);
                 if (!r->head_start)
                         r->head_start = relay_now_ms();
                 /* RFC 9112 2.2: an empty line before a request line is ignored
@@ -244,10 +282,8 @@ int relay_process_in(struct relay *r)
                         return 0;
                 }
                 k = handle_head(r);
-                if (k == -EAGAIN && r->client_eof) {
-                        relay_log(r, NULL, NULL, 400, "client closed inside a request head");
-                        return relay_answer(r, 400, NULL, NULL);
-                }
+                if (k == -EAGAIN && r->client_eof && !r->deferred)
+                        return inflight_answer_now(r, 400, "client closed inside a request head");
                 return k;
         case RQ_BODY:
                 if (r->in_len == 0)
@@ -262,10 +298,8 @@ int relay_process_in(struct relay *r)
                 if (r->in_len == 0)
                         return -EAGAIN;
                 k = chunked_feed(&r->ch, r->in, r->in_len, &fwd);
-                if (k < 0) {
-                        relay_log(r, NULL, NULL, 400, "malformed chunked body");
-                        return relay_answer(r, 400, NULL, NULL);
-                }
+                if (k < 0)
+                        return body_broken(r);
                 (void)out_add(r, r->in, fwd);
                 consume_in(r, (size_t)k);
                 if (chunked_done(&r->ch)) {

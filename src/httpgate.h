@@ -181,6 +181,22 @@ int request_parse(const char *buf, size_t len, size_t max, struct request *ret);
 /* True when field line f (incl. CRLF) has the name n (case-insensitive). */
 bool field_is(const char *buf, struct span f, const char *n);
 
+/* ---- response.c: where an app's response ends (RFC 9112 6.3) ---- */
+#define RESPONSE_HEAD_MAX   65536u  /* a longer response head is passed on to the app's EOF */
+enum resp_framing { RESP_NONE, RESP_LENGTH, RESP_CHUNKED, RESP_TO_EOF };
+struct response {
+        unsigned status, minor;
+        size_t head_len;             /* bytes through the empty line */
+        enum resp_framing framing;   /* RESP_NONE also for 1xx: another head follows */
+        uint64_t content_length;
+        bool close;                  /* the app closes after it (or said so) */
+        const char *why;             /* -EPROTO: what is wrong */
+};
+/* Parses the response head in buf[0..len) to a request (head_request: it
+ * was HEAD). Returns 0, -EAGAIN for "need more" (len < max), or -EPROTO
+ * when the head cannot be framed: the rest of the stream is then the body. */
+int response_parse(const char *buf, size_t len, size_t max, bool head_request, struct response *ret);
+
 /* ---- chunked.c: the chunked-body framer (RFC 9112 7.1) ---- */
 struct chunked {
         int state;
@@ -188,6 +204,7 @@ struct chunked {
         unsigned line;         /* bytes of the current size/trailer line */
         unsigned trailer;      /* bytes of the trailer section */
         bool any_digit;
+        bool keep_trailers;    /* a response's: the trailers go out too */
 };
 /* Consumes buf[0..len): *fwd gets the number of leading bytes to forward
  * (chunk framing and data; trailers are dropped, and the caller adds the
@@ -304,11 +321,13 @@ int tls_exec_sibling(char **argv, char *why, size_t why_size);
 
 /* ---- reply.c: canned answers ---- */
 const char *status_reason(int status);
-/* Writes a complete short answer (Connection: close). */
-int reply_send(struct client *c, int status, const char *location);
+/* Writes a complete short answer; keep: the connection stays open, else
+ * Connection: close. Returns the bytes written or negative errno. */
+int reply_send(struct client *c, int status, const char *location, bool keep);
 /* 410 with the void file's contents (or a built-in page). */
-int reply_void(struct client *c, const char *void_path);
-int reply_format(char *buf, size_t size, int status, const char *location, size_t body_len, const char *type);
+int reply_void(struct client *c, const char *void_path, bool keep);
+int reply_format(char *buf, size_t size, int status, const char *location, size_t body_len, const char *type,
+                 bool keep);
 
 /* ---- relay.c: the two-way byte mover ---- */
 struct relay_stats {
@@ -344,14 +363,22 @@ int head_rewrite(const struct conn_ctx *ctx, const struct request *q, const char
 /* ---- log.c: journal with structured fields, or plain stderr ---- */
 void log_init(void);
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* One request: fields APP, PORT, CLIENT, METHOD, TARGET (bounded), STATUS. */
+/* One request: fields APP, PORT, CLIENT, METHOD, TARGET (bounded), STATUS,
+ * and for an answered request the response's: APP_STATUS, RESPONSE_BYTES,
+ * FIRST_BYTE_USEC, DURATION_USEC. */
 struct log_request {
         const char *app;
         unsigned port;
         const char *client;
         const char *method; size_t method_len;
         const char *target; size_t target_len;
-        int status;               /* 0: forwarded */
+        const char *referer; size_t referer_len;
+        const char *agent; size_t agent_len;
+        unsigned minor;           /* HTTP/1.minor */
+        int status;               /* the gate's answer; 0: forwarded */
+        int app_status;           /* the app's status; 0: none */
+        bool answered;            /* a response (or a part) reached the client */
+        uint64_t response_bytes, first_byte_usec, duration_usec;
         const char *why;
 };
 void log_request(const struct log_request *r);

@@ -23,7 +23,7 @@
 #define MSGID_REQUEST "5b2d6a0c1f9e4b7fa3c8e1d2f4a6b901"
 #define MSGID_END     "9e1f4c3b2a7d4e8f8b6c5a4d3e2f1a07"
 #define FIELD_MAX     (TARGET_LOG_MAX + 64)
-#define ENTRY_MAX     4096 /* bytes of one journal entry */
+#define ENTRY_MAX     8192 /* bytes of one journal entry */
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 static bool to_journal, no_stderr;
@@ -114,31 +114,52 @@ void log_msg(int prio, const char *fmt, ...)
 
 void log_request(const struct log_request *r)
 {
-        char method[64], target[FIELD_MAX], status[16];
+        char method[64], target[FIELD_MAX], status[16], referer[FIELD_MAX], agent[FIELD_MAX], answer[64] = "";
         const char *app = r->app ? r->app : "-", *sep = r->why ? ": " : "", *why = r->why ? r->why : "";
-        int prio = r->status >= 500 ? LOG_WARNING : r->status >= 400 ? LOG_NOTICE : LOG_INFO;
+        int worst = r->status ? r->status : r->app_status;
+        int prio = worst >= 500 ? LOG_WARNING : worst >= 400 ? LOG_NOTICE : LOG_INFO;
         struct entry e = { .len = 0 };
 
         clean(method, sizeof(method), r->method ? r->method : "", r->method ? r->method_len : 0);
         clean(target, sizeof(target), r->target ? r->target : "",
               r->target ? (r->target_len < TARGET_LOG_MAX ? r->target_len : TARGET_LOG_MAX + 1) : 0);
         snprintf(status, sizeof(status), r->status ? "%d" : "forwarded", r->status);
+        if (!r->status && r->app_status)
+                snprintf(answer, sizeof(answer), " %d %llu bytes %llu us", r->app_status,
+                         (unsigned long long)r->response_bytes, (unsigned long long)r->duration_usec);
         if (to_journal) {
-                field(&e, "MESSAGE=%s %s %s -> %s:%u %s%s%s", r->client, method, target, app, r->port, status, sep, why);
+                field(&e, "MESSAGE=%s %s %s -> %s:%u %s%s%s%s", r->client, method, target, app, r->port, status, answer,
+                      sep, why);
                 field(&e, "MESSAGE_ID=" MSGID_REQUEST);
                 field(&e, "HTTPGATE_APP=%s", r->app ? r->app : "");
                 field(&e, "HTTPGATE_PORT=%u", r->port);
                 field(&e, "HTTPGATE_CLIENT=%s", r->client);
                 field(&e, "HTTPGATE_METHOD=%s", method);
                 field(&e, "HTTPGATE_TARGET=%s", target);
+                field(&e, "HTTPGATE_PROTOCOL=HTTP/1.%u", r->minor);
                 field(&e, "HTTPGATE_STATUS=%s", status);
                 field(&e, "HTTPGATE_REASON=%s", why);
+                if (r->referer_len) {
+                        clean(referer, sizeof(referer), r->referer, r->referer_len);
+                        field(&e, "HTTPGATE_REFERER=%s", referer);
+                }
+                if (r->agent_len) {
+                        clean(agent, sizeof(agent), r->agent, r->agent_len);
+                        field(&e, "HTTPGATE_USER_AGENT=%s", agent);
+                }
+                if (r->app_status)
+                        field(&e, "HTTPGATE_APP_STATUS=%d", r->app_status);
+                if (r->answered) {
+                        field(&e, "HTTPGATE_RESPONSE_BYTES=%llu", (unsigned long long)r->response_bytes);
+                        field(&e, "HTTPGATE_FIRST_BYTE_USEC=%llu", (unsigned long long)r->first_byte_usec);
+                }
+                field(&e, "HTTPGATE_DURATION_USEC=%llu", (unsigned long long)r->duration_usec);
                 if (journal_send(&e, prio))
                         return;
         }
         if (!no_stderr)
-                fprintf(stderr, "httpgate[%d]: %s %s %s -> %s:%u %s%s%s\n", (int)getpid(), r->client, method, target, app,
-                r->port, status, sep, why);
+                fprintf(stderr, "httpgate[%d]: %s %s %s -> %s:%u %s%s%s%s\n", (int)getpid(), r->client, method, target,
+                        app, r->port, status, answer, sep, why);
 }
 
 uint64_t log_cpu_usec(void)

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
         if (opt.sandbox && (r = sandbox_enter(&opt, table.names, why, sizeof(why))) < 0) {
                 log_msg(LOG_ERR, "%s: %s; connection not served", client.addr, why);
                 if (!((opt.pem && *opt.pem) || opt.tls_dir))
-                        (void)reply_send(&client, 503, NULL); /* unread request: the client may be gone */
+                        (void)reply_send(&client, 503, NULL, false); /* unread request: the client may be gone */
                 return EXIT_CONFIG;
         }
 

@@ -1,20 +1,19 @@
-/* relay.c: the two-way byte mover. Every request head the client sends is
- * handled by head.c; bodies are measured (Content-Length, chunked.c) so the
- * next head is found exactly; the response direction is moved opaquely. Plain sockets move with
- * splice(2) through a pipe per direction; TLS clients through buffers.
+/* relay.c: the byte mover. It knows nothing of HTTP: head.c says where
+ * each request goes and how much of the client's bytes may be spliced now;
+ * inflight.c says which app the next response bytes come from and how many
+ * may be taken as they are. Plain sockets move with splice(2) through a pipe
+ * per direction; TLS clients through buffers.
  *
- * Request-side states:
+ * Request-side states (head.c):
  *   HEAD     reading and handling the next head
  *   BODY     Content-Length body: `body_left` bytes, spliced
  *   CHUNKED  chunked body, framed by chunked.c
- *   UPGRADE  an Upgrade head went out: wait for the app's status line
  *   TUNNEL   the app said 101: opaque both ways
- *   DRAIN    the app must finish before the gate may answer or switch apps:
- *            its write side is shut, the response direction runs to EOF
- *   CLOSED   the client finished sending
+ *   CLOSED   the client finished sending (or its last request went out)
  *
- * Connection ends: both directions finished, a write fails, the idle timeout
- * (traffic either way resets it), or the head timeout (408). */
+ * Connection ends: every answer given and the client done or told so, a
+ * write fails, the idle timeout (traffic either way resets it), or the head
+ * timeout (408). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -31,10 +30,15 @@
 
 uint64_t relay_now_ms(void)
 {
+        return relay_now_us() / 1000;
+}
+
+uint64_t relay_now_us(void)
+{
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 #define PIPE_DEFAULT 65536 /* what pipe(7) gives; corrected by `full` */
@@ -148,10 +152,9 @@ static bool wants_read(const struct relay *r)
 static void client_done_sending(struct relay *r)
 {
         r->client_eof = true;
-        if (r->rq == RQ_HEAD && r->in_len > 0)
-                return; /* process_in answers the partial head */
-        if (r->rq != RQ_DRAIN && r->rq != RQ_UPGRADE)
-                r->rq = RQ_CLOSED;
+        if (r->rq == RQ_HEAD && (r->in_len > 0 || r->hold))
+                return; /* process_in answers the partial head; the Upgrade's answer decides */
+        r->rq = RQ_CLOSED;
 }
 
 static int client_in(struct relay *r)
@@ -199,14 +202,25 @@ static int client_in(struct relay *r)
         return 0;
 }
 
-static int backend_out(struct relay *r)
+static bool up_pending(const struct relay *r)
 {
+        return r->out_len > r->out_off || r->up.len > 0;
+}
+
+static int app_out(struct relay *r)
+{
+        int fd = r->up_app >= 0 ? r->apps[r->up_app].fd : -1;
         ssize_t n;
 
-        if (r->be < 0)
+        if (fd < 0) {
+                /* The app went away under a request: nothing can reach it. */
+                r->out_len = r->out_off = 0;
+                if (r->up.len > 0)
+                        return relay_finish(r, EXIT_BACKEND, "app closed");
                 return 0;
+        }
         if (r->out_len > r->out_off) {
-                n = send(r->be, r->out + r->out_off, r->out_len - r->out_off, MSG_NOSIGNAL);
+                n = send(fd, r->out + r->out_off, r->out_len - r->out_off, MSG_NOSIGNAL);
                 if (n < 0)
                         return errno == EAGAIN || errno == EINTR ? 0 : relay_finish(r, EXIT_DONE, "app closed");
                 r->out_off += (size_t)n;
@@ -214,7 +228,7 @@ static int backend_out(struct relay *r)
                         r->out_off = r->out_len = 0;
                 activity(r);
         } else if (r->up.len > 0) {
-                n = splice(r->up.fd[0], NULL, r->be, NULL, r->up.len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                n = splice(r->up.fd[0], NULL, fd, NULL, r->up.len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n < 0)
                         return errno == EAGAIN || errno == EINTR ? 0 : relay_finish(r, EXIT_DONE, "app closed");
                 pipe_took(&r->up, (size_t)n);
@@ -223,72 +237,79 @@ static int backend_out(struct relay *r)
         return 0;
 }
 
-/* The client finished sending and the app has it all: pass the half-close on.
- * Only a real end of the client's stream: after a request that merely says it
- * is the last, some apps would take a half-close for a client gone. */
+/* The client finished sending and the apps have it all: pass the half-close
+ * on to those that still owe an answer, and close the others. Only a real
+ * end of the client's stream: after a request that merely says it is the
+ * last, some apps would take a half-close for a client gone. */
 static void pass_half_close(struct relay *r)
 {
-        if (r->be >= 0 && !r->be_wr_shut && r->client_eof && r->rq != RQ_UPGRADE &&
-            r->out_len == r->out_off && r->up.len == 0 && r->in_len == 0 && shutdown(r->be, SHUT_WR) == 0)
-                r->be_wr_shut = true;
+        if (!r->client_eof || r->hold || up_pending(r) || r->in_len > 0)
+                return;
+        for (int i = 0; i < APPS_MAX; i++) {
+                struct app_conn *a = &r->apps[i];
+                if (a->fd < 0 || a->wr_shut)
+                        continue;
+                if (a->outstanding == 0 && r->rs != RS_TUNNEL)
+                        relay_app_close(r, i);
+                else if (shutdown(a->fd, SHUT_WR) == 0)
+                        a->wr_shut = true;
+        }
 }
 
-/* The status line of the answer to an Upgrade request decides: 101 makes the
- * connection an opaque tunnel; anything else keeps it HTTP. Lenient, since
- * some apps end lines with a bare LF. */
-static void watch_upgrade(struct relay *r, const char *p, size_t n)
+/* Response bytes from the app whose answer is next, as many as inflight.c
+ * allows and the way to the client has room for. */
+static int app_in(struct relay *r)
 {
-        size_t k = STATUS_PEEK - r->status_len;
-
-        if (r->rq != RQ_UPGRADE)
-                return;
-        if (k > n)
-                k = n;
-        memcpy(r->status_line + r->status_len, p, k);
-        r->status_len += k;
-        if (r->status_len < STATUS_PEEK && !r->be_eof)
-                return;
-        if (r->status_len == STATUS_PEEK && memcmp(r->status_line, "HTTP/1.", 7) == 0 &&
-            memcmp(r->status_line + 8, " 101", 4) == 0)
-                (void)relay_enter_body(r, RQ_TUNNEL); /* a failure has ended the relay */
-        else
-                r->rq = RQ_HEAD;
-        if (r->client_eof && r->in_len == 0)
-                r->rq = RQ_CLOSED;
-}
-
-static int backend_in(struct relay *r)
-{
+        int i = inflight_source(r);
+        uint64_t budget;
+        size_t room;
         ssize_t n;
 
-        if (r->be < 0 || r->be_eof)
+        if (i < 0)
                 return 0;
-        if (r->c->tls || r->rq == RQ_UPGRADE) {
-                if (r->down_len > r->down_off)
-                        return 0;
-                n = read(r->be, r->down_buf, r->rq == RQ_UPGRADE ? STATUS_PEEK - r->status_len : RELAY_BUF);
+        room = r->c->tls ? (relay_down_empty(r) ? RELAY_BUF : 0) : pipe_room(&r->down);
+        if (room == 0 || (budget = inflight_budget(r)) == 0)
+                return 0;
+        if (inflight_source(r) != i)
+                return 0; /* the head ended the answer (a 1xx, a 204...) */
+        if (budget < room)
+                room = (size_t)budget;
+        if (r->c->tls) {
+                n = read(r->apps[i].fd, r->down_buf, room);
                 if (n > 0) {
                         r->down_off = 0;
                         r->down_len = (size_t)n;
-                        watch_upgrade(r, r->down_buf, (size_t)n);
                 }
         } else {
-                if (pipe_room(&r->down) == 0)
-                        return 0;
-                n = splice(r->be, NULL, r->down.fd[1], NULL, pipe_room(&r->down), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                n = splice(r->apps[i].fd, NULL, r->down.fd[1], NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n > 0)
                         r->down.len += (size_t)n;
                 else if (n < 0 && errno == EAGAIN)
                         pipe_no_room(&r->down);
         }
-        if (n < 0)
-                return errno == EAGAIN || errno == EINTR ? 0 : (r->be_eof = true, 0);
-        if (n == 0) {
-                r->be_eof = true;
-                watch_upgrade(r, "", 0);
-        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (n <= 0)
+                inflight_app_eof(r);
+        else
+                inflight_took(r, (uint64_t)n);
         activity(r);
         return 0;
+}
+
+/* An app connection with nothing to answer became readable: it closed (or
+ * sent bytes nobody asked for); either way it is done. */
+static void app_idle_in(struct relay *r, int i)
+{
+        char b;
+        ssize_t n = recv(r->apps[i].fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n > 0)
+                log_msg(LOG_WARNING, "%s: app on port %u sent bytes without a request; its connection is closed",
+                        r->ctx->client_addr, r->apps[i].port);
+        relay_app_close(r, i);
 }
 
 static int client_out(struct relay *r)
@@ -315,32 +336,22 @@ static int client_out(struct relay *r)
         return 0;
 }
 
-/* What to do once the app has sent everything. Returns 1 when finished, 2
- * when the held head may now go to the next app, 0 otherwise. */
-static int after_backend(struct relay *r)
+/* A tunnel ends when both sides have: each side's end reaches the other. */
+static int tunnel_step(struct relay *r)
 {
-        if (r->be < 0 || !r->be_eof || !relay_down_empty(r))
+        struct app_conn *a = r->up_app >= 0 ? &r->apps[r->up_app] : NULL;
+
+        if (r->rs != RS_TUNNEL || !a || !a->eof || !relay_down_empty(r))
                 return 0;
-        if (r->rq == RQ_DRAIN) {
-                close(r->be);
-                r->be = -1;
-                pipe_close(&r->up);
-                if (r->pending_status)
-                        return relay_answer(r, r->pending_status, r->pending_location,
-                                      r->pending_void ? r->pending_void_path : NULL);
-                r->rq = RQ_HEAD; /* the held head goes to the next app */
-                return 2;
-        }
         if (!r->client_wr_shut) {
-                /* The app's half-close reaches the client. */
                 if (!r->c->tls)
                         (void)shutdown(r->c->out, SHUT_WR);
                 else
                         tls_bye(r->c);
                 r->client_wr_shut = true;
         }
-        if (r->rq == RQ_CLOSED || (r->rq == RQ_HEAD && r->in_len == 0))
-                return relay_finish(r, EXIT_DONE, r->rq == RQ_CLOSED ? "closed" : "app closed");
+        if (r->rq == RQ_CLOSED)
+                return relay_finish(r, EXIT_DONE, "closed");
         return 0;
 }
 
@@ -350,11 +361,16 @@ static size_t pending(const struct relay *r)
         return (r->out_len - r->out_off) + r->up.len + r->down.len + (r->down_len - r->down_off);
 }
 
+static bool head_timer(const struct relay *r)
+{
+        return r->rq == RQ_HEAD && r->head_start && !r->deferred;
+}
+
 static int timeout_ms(const struct relay *r, uint64_t now)
 {
         uint64_t idle = r->last_activity + (uint64_t)r->ctx->opt->idle_timeout * 1000, t = idle;
 
-        if (r->rq == RQ_HEAD && r->head_start) {
+        if (head_timer(r)) {
                 uint64_t h = r->head_start + (uint64_t)r->ctx->opt->head_timeout * 1000;
                 t = h < t ? h : t;
         }
@@ -363,35 +379,38 @@ static int timeout_ms(const struct relay *r, uint64_t now)
 
 static int check_timeouts(struct relay *r, uint64_t now)
 {
-        if (r->rq == RQ_HEAD && r->head_start && now >= r->head_start + (uint64_t)r->ctx->opt->head_timeout * 1000) {
-                relay_log(r, NULL, NULL, 408, "request head timeout");
+        if (head_timer(r) && now >= r->head_start + (uint64_t)r->ctx->opt->head_timeout * 1000) {
                 r->head_start = 0;
-                return relay_answer(r, 408, NULL, NULL);
+                if (inflight_full(r))
+                        return relay_finish(r, EXIT_TIMEOUT, "request head timeout");
+                return inflight_answer_now(r, 408, "request head timeout");
         }
         if (now >= r->last_activity + (uint64_t)r->ctx->opt->idle_timeout * 1000)
                 return relay_finish(r, EXIT_TIMEOUT, "idle timeout");
         return 0;
 }
 
+#define POLL_MAX (2 + APPS_MAX)
+
 static int relay_loop(struct relay *r)
 {
         for (;;) {
-                struct pollfd p[3];
-                int n = 0, ci = -1, co = -1, bi = -1, k;
+                struct pollfd p[POLL_MAX];
+                int n = 0, ci = -1, co = -1, ai[APPS_MAX], src, k;
                 uint64_t now;
 
                 /* Handle what is buffered until nothing changes. */
-                while ((k = relay_process_in(r)) == 0)
+                while ((k = relay_process_in(r)) == 0 && !r->st.end)
+                        ;
+                if (k > 0 || r->st.end)
+                        return 0;
+                while ((k = inflight_step(r)) == 0 && !r->st.end)
                         ;
                 if (k > 0 || r->st.end)
                         return 0;
                 pass_half_close(r);
-                if ((k = after_backend(r)) == 2)
-                        continue;
-                if (k || r->st.end)
+                if (tunnel_step(r) || r->st.end)
                         return 0;
-                if (r->rq == RQ_CLOSED && r->be < 0)
-                        return relay_finish(r, EXIT_DONE, "client closed"), 0;
                 if (r->c->tls && wants_read(r) && client_pending(r->c)) {
                         if (client_in(r) || r->st.end)
                                 return 0;
@@ -399,9 +418,9 @@ static int relay_loop(struct relay *r)
                 }
                 /* Writes are tried before waiting: a socket is nearly always
                  * writable, so a request and its answer cost one wait each. */
-                if (r->out_len > r->out_off || r->up.len > 0 || !relay_down_empty(r)) {
+                if (up_pending(r) || !relay_down_empty(r)) {
                         size_t before = pending(r);
-                        if ((r->out_len > r->out_off || r->up.len > 0) && backend_out(r))
+                        if (up_pending(r) && app_out(r))
                                 return 0;
                         if (!relay_down_empty(r) && client_out(r))
                                 return 0;
@@ -419,14 +438,22 @@ static int relay_loop(struct relay *r)
                         else
                                 co = n, p[n++] = (struct pollfd){ .fd = r->c->out, .events = POLLOUT };
                 }
-                if (r->be >= 0) {
+                src = inflight_source(r);
+                for (int i = 0; i < APPS_MAX; i++) {
+                        struct app_conn *a = &r->apps[i];
                         short ev = 0;
-                        if (!r->be_eof && (r->c->tls || r->rq == RQ_UPGRADE ? relay_down_empty(r) : pipe_room(&r->down) > 0))
+
+                        ai[i] = -1;
+                        if (a->fd < 0)
+                                continue;
+                        if (i == src && (r->c->tls ? relay_down_empty(r) : pipe_room(&r->down) > 0))
                                 ev |= POLLIN;
-                        if (r->out_len > r->out_off || r->up.len > 0)
+                        else if (a->outstanding == 0 && !a->eof && r->rs != RS_TUNNEL)
+                                ev |= POLLIN; /* only its end can come */
+                        if (i == r->up_app && up_pending(r))
                                 ev |= POLLOUT;
                         if (ev)
-                                bi = n, p[n++] = (struct pollfd){ .fd = r->be, .events = ev };
+                                ai[i] = n, p[n++] = (struct pollfd){ .fd = a->fd, .events = ev };
                 }
                 now = relay_now_ms();
                 k = poll(p, (nfds_t)n, timeout_ms(r, now));
@@ -437,9 +464,20 @@ static int relay_loop(struct relay *r)
                                 return 0;
                         continue;
                 }
-                if (bi >= 0 && (p[bi].revents & (POLLOUT | POLLERR | POLLHUP)) && backend_out(r))
-                        return 0;
-                if (bi >= 0 && (p[bi].revents & (POLLIN | POLLERR | POLLHUP)) && backend_in(r))
+                for (int i = 0; i < APPS_MAX; i++) {
+                        short re = ai[i] >= 0 ? p[ai[i]].revents : 0;
+                        if (!re)
+                                continue;
+                        if ((re & (POLLOUT | POLLERR | POLLHUP)) && i == r->up_app && app_out(r))
+                                return 0;
+                        if (r->apps[i].fd < 0 || !(re & (POLLIN | POLLERR | POLLHUP)))
+                                continue;
+                        if (i == src)
+                                app_in(r);
+                        else if (r->apps[i].outstanding == 0)
+                                app_idle_in(r, i);
+                }
+                if (r->st.end)
                         return 0;
                 if (co >= 0 && (p[co].revents & (POLLOUT | POLLERR | POLLHUP)) && client_out(r))
                         return 0;
@@ -450,40 +488,80 @@ static int relay_loop(struct relay *r)
         }
 }
 
+/* After the connection's last answer, what the client still sends is read
+ * and dropped for a moment: closing on unread bytes would make the kernel
+ * reset the connection, and the client could lose the answer. */
+#define LINGER_MS    1000
+#define LINGER_BYTES (1u << 20)
+
+static void linger(struct relay *r)
+{
+        uint64_t end = relay_now_ms() + LINGER_MS;
+        size_t dropped = 0;
+
+        if (r->client_eof || !r->client_wr_shut)
+                return;
+        while (dropped < LINGER_BYTES) {
+                uint64_t now = relay_now_ms();
+                struct pollfd p = { .fd = r->c->in, .events = POLLIN };
+                ssize_t n;
+
+                if (now >= end || (!client_pending(r->c) && poll(&p, 1, (int)(end - now)) <= 0))
+                        return;
+                n = client_read(r->c, r->in, r->in_cap);
+                if (n == -EAGAIN || n == -EINTR)
+                        continue;
+                if (n <= 0)
+                        return;
+                dropped += (size_t)n;
+        }
+}
+
 /* One connection per process: the buffers are static, and only the pages a
  * connection touches are ever mapped. */
 static char in_buf[HEAD_MAX_LIMIT > RELAY_BUF ? HEAD_MAX_LIMIT : RELAY_BUF];
 static char out_buf[sizeof(in_buf) + HEAD_EXTRA];
 static char down_buf[RELAY_BUF];
+static char rs_head[RESPONSE_HEAD_MAX];
 
 int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
 {
-        struct relay r = {
+        static struct relay r; /* big (the queue): not on the stack */
+        size_t cap = ctx->opt->max_head > RELAY_BUF ? ctx->opt->max_head : RELAY_BUF;
+
+        r = (struct relay){
                 .ctx = ctx,
                 .c = ctx->client,
-                .be = -1,
+                .up_app = -1,
                 .up = { .fd = { -1, -1 } },
                 .down = { .fd = { -1, -1 } },
         };
-        size_t cap = ctx->opt->max_head > RELAY_BUF ? ctx->opt->max_head : RELAY_BUF;
-
+        for (int i = 0; i < APPS_MAX; i++)
+                r.apps[i].fd = -1;
         r.in_cap = cap;
         r.out_cap = cap + HEAD_EXTRA;
         r.in = in_buf;
         r.out = out_buf;
         r.down_buf = down_buf;
+        r.rs_head = rs_head;
         if (relay_pipe_open(&r.down) < 0) {
                 relay_finish(&r, EXIT_SOFTWARE, "no pipe");
         } else {
                 r.head_start = r.last_activity = relay_now_ms(); /* the first head counts from the connection */
                 relay_loop(&r);
         }
-        if (r.be >= 0)
-                close(r.be);
+        inflight_abandon(&r);
+        if (r.st.exit_code == EXIT_DONE && r.answer_exit)
+                r.st.exit_code = r.answer_exit;
+        if (r.st.exit_code == EXIT_DONE)
+                linger(&r);
+        for (int i = 0; i < APPS_MAX; i++)
+                if (r.apps[i].fd >= 0)
+                        close(r.apps[i].fd);
         pipe_close(&r.up);
         pipe_close(&r.down);
         *st = r.st;
-        st->app = r.be_entry ? r.be_entry->key : NULL;
-        st->port = r.be_port;
+        st->app = r.cur_entry ? r.cur_entry->key : NULL;
+        st->port = r.cur_port;
         return st->exit_code;
 }

@@ -1,6 +1,7 @@
 /* reply.c: the gate's own answers: short error pages, 302 for redirect
- * entries, and 410 with the void file for expired session URLs. Every answer
- * closes the connection. Writing is reply_write's, which relay.c also uses
+ * entries, and 410 with the void file for expired session URLs. An answer
+ * in the middle of a kept-alive connection keeps it; the others close it.
+ * Writing is reply_write's, which relay.c also uses
  * for TLS clients. */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +36,7 @@ const char *status_reason(int status)
 }
 
 int reply_format(char *buf, size_t size, int status, const char *location, size_t body_len,
-                 const char *type)
+                 const char *type, bool keep)
 {
         int n = snprintf(buf, size,
                          "HTTP/1.1 %d %s\r\n"
@@ -43,10 +44,11 @@ int reply_format(char *buf, size_t size, int status, const char *location, size_
                          "%s%s%s"
                          "Content-Type: %s\r\n"
                          "Content-Length: %zu\r\n"
-                         "Connection: close\r\n"
+                         "%s"
                          "\r\n",
                          status, status_reason(status), location ? "Location: " : "",
-                         location ? location : "", location ? "\r\n" : "", type, body_len);
+                         location ? location : "", location ? "\r\n" : "", type, body_len,
+                         keep ? "" : "Connection: close\r\n");
         return n < 0 || (size_t)n >= size ? -ENOBUFS : n;
 }
 
@@ -57,22 +59,23 @@ static int reply_body(int status, char *buf, size_t size)
         return n < 0 || (size_t)n >= size ? -ENOBUFS : n;
 }
 
-int reply_send(struct client *c, int status, const char *location)
+int reply_send(struct client *c, int status, const char *location, bool keep)
 {
         char head[1024], body[256];
         int b = reply_body(status, body, sizeof(body));
-        int h = reply_format(head, sizeof(head), status, location, b < 0 ? 0 : (size_t)b, "text/html; charset=utf-8");
+        int h = reply_format(head, sizeof(head), status, location, b < 0 ? 0 : (size_t)b, "text/html; charset=utf-8",
+                             keep);
 
         if (h < 0 || b < 0)
                 return -ENOBUFS;
-        if (client_write_all(c, head, (size_t)h) < 0)
+        if (client_write_all(c, head, (size_t)h) < 0 || client_write_all(c, body, (size_t)b) < 0)
                 return -EIO;
-        return client_write_all(c, body, (size_t)b);
+        return h + b;
 }
 
 /* 410 Gone with the void file (normally HTML), as httpGate answers a request
  * for an expired session; the built-in page when there is none. */
-int reply_void(struct client *c, const char *void_path)
+int reply_void(struct client *c, const char *void_path, bool keep)
 {
         char head[512], buf[16384];
         struct stat st;
@@ -82,10 +85,10 @@ int reply_void(struct client *c, const char *void_path)
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
                 if (fd >= 0)
                         close(fd);
-                return reply_send(c, 410, NULL);
+                return reply_send(c, 410, NULL, keep);
         }
         left = (uint64_t)st.st_size < VOID_MAX ? (size_t)st.st_size : VOID_MAX;
-        h = reply_format(head, sizeof(head), 410, NULL, left, "text/html; charset=utf-8");
+        h = reply_format(head, sizeof(head), 410, NULL, left, "text/html; charset=utf-8", keep);
         if (h < 0 || client_write_all(c, head, (size_t)h) < 0)
                 r = -EIO;
         while (r == 0 && left > 0) {
@@ -98,5 +101,5 @@ int reply_void(struct client *c, const char *void_path)
                 left -= (size_t)k;
         }
         close(fd);
-        return r;
+        return r < 0 ? r : h + (int)((uint64_t)st.st_size < VOID_MAX ? (size_t)st.st_size : VOID_MAX);
 }

@@ -323,18 +323,23 @@ def large(g, big, tmp):
 
 def error_after_large(g, big):
     """A refused head pipelined behind a large response: the response comes
-    whole first, then the gate's answer."""
+    whole first, then the gate's answer in its turn; the connection stays
+    (the refused request had no body), and the request after it is served."""
     n = 10 * MB
     c = Conn(g.port, timeout=10)
-    c.send(b"GET /%d/down/%d HTTP/1.1\r\nHost: h\r\n\r\nBREW /pot HTTP/1.1\r\nHost: h\r\n\r\n" % (BIG, n))
+    c.send(b"GET /%d/down/%d HTTP/1.1\r\nHost: h\r\n\r\nBREW /pot HTTP/1.1\r\nHost: h\r\n\r\n"
+           b"GET /%d/down/5 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" % (BIG, n, BIG))
     r1 = c.response()
     r2 = c.response()
+    r3 = c.response()
     closed = c.closed_within(3)
     c.close()
     ok(r1 is not None and len(r1.body) == n and hashlib.sha256(r1.body).hexdigest() == big.sent.get(n),
        "10 MB response followed by a refused head: the response arrives whole", r1 and len(r1.body))
-    ok(r2 is not None and r2.status == 501 and closed is not None,
-       "10 MB response followed by a refused head: then 501, then close", (r2 and r2.raw[:80], closed))
+    ok(r2 is not None and r2.status == 501 and b"connection: close" not in r2.raw.lower(),
+       "10 MB response followed by a refused head: then 501, keeping the connection", r2 and r2.raw[:160])
+    ok(r3 is not None and r3.status == 200 and len(r3.body) == 5 and closed is not None,
+       "... then the request after it is answered, then close (it asked)", (r3 and r3.raw[:80], closed))
 
 
 def half_close(g, rec, big):
