@@ -6,6 +6,7 @@
  * answer leaves in the client's order. Owns no waiting: relay.c does. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <syslog.h>
@@ -41,7 +42,7 @@ static int gate_answer(struct relay *r, const struct request *q, int status, con
         x->why = why;
         if (!r->answer_exit)
                 r->answer_exit = exit_for(status);
-        if (close || q->framing != BODY_NONE || q->close) {
+        if (close || q->close || q->framing == BODY_CHUNKED || (q->framing == BODY_LENGTH && q->content_length > 0)) {
                 x->last = true;
                 r->last = true;
                 r->rq = RQ_CLOSED; /* what the client still sends is read and dropped */
@@ -108,6 +109,18 @@ int relay_enter_body(struct relay *r, enum rq state)
         if (!r->c->tls && relay_pipe_open(&r->up) < 0)
                 return relay_finish(r, EXIT_SOFTWARE, "no pipe");
         return 0;
+}
+
+/* A request the gate may send again when an app closes a kept connection
+ * without answering it (PicoLisp's main port reads no second request):
+ * no body, and a method that asks for nothing to be done (RFC 9110 9.2.2). */
+static bool retry_safe(const struct request *q, const char *head)
+{
+        const char *m = head + q->method.off;
+
+        return q->framing == BODY_NONE && ((q->method.len == 3 && memcmp(m, "GET", 3) == 0) ||
+                                           (q->method.len == 4 && memcmp(m, "HEAD", 4) == 0) ||
+                                           (q->method.len == 7 && memcmp(m, "OPTIONS", 7) == 0));
 }
 
 /* The head is complete, but the gate must wait: its time does not count. */
@@ -219,8 +232,13 @@ static int handle_head(struct relay *r)
                          r->out_cap - r->out_len);
         if (k < 0)
                 return gate_answer(r, &q, 431, "head too large after rewriting", false);
-        r->out_len += (size_t)k;
         x = inflight_push(r, i, &q, r->in);
+        if ((r->apps[i].answered || r->apps[i].outstanding) && k <= RESEND_MAX && retry_safe(&q, r->in) &&
+            (x->resend = malloc((size_t)k)) != NULL) {
+                memcpy(x->resend, r->out + r->out_len, (size_t)k);
+                x->resend_len = (size_t)k;
+        }
+        r->out_len += (size_t)k;
         x->upgrade = tunnel;
         x->entry = rt.entry;
         x->port = rt.port;

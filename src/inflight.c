@@ -16,6 +16,7 @@
  *   DONE     the response is complete */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -109,6 +110,7 @@ static void log_exchange(struct relay *r, const struct exchange *x, const char *
 
 static void pop(struct relay *r)
 {
+        free(r->q[r->q_first].resend);
         r->q_first = (r->q_first + 1) % INFLIGHT_MAX;
         r->q_len--;
         r->rs = RS_HEAD;
@@ -373,6 +375,33 @@ void relay_app_close(struct relay *r, int i)
         *a = (struct app_conn){ .fd = -1 };
 }
 
+/* The app closed a kept connection without a byte of the answer: the
+ * request goes once more, on a new connection, when that is safe (head.c
+ * kept a copy) and nothing else waits on the old one. */
+static int retry(struct relay *r, struct exchange *x)
+{
+        struct app_conn *a = &r->apps[x->app];
+        struct route rt = { .kind = ROUTE_PORT, .port = a->port, .entry = a->entry };
+        struct backend_result b;
+
+        if (!x->resend || x->retried || a->outstanding != 1 ||
+            (r->up_app == x->app && (r->out_len > r->out_off || r->up.len > 0)))
+                return -1;
+        b = backend_open(r->ctx->opt, &rt);
+        if (b.fd < 0)
+                return -1;
+        if (send(b.fd, x->resend, x->resend_len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)x->resend_len) {
+                close(b.fd);
+                return -1;
+        }
+        close(a->fd);
+        a->fd = b.fd;
+        a->eof = a->wr_shut = false;
+        a->answered = 0;
+        x->retried = true;
+        return 0;
+}
+
 static void shut_client(struct relay *r)
 {
         if (r->client_wr_shut)
@@ -408,7 +437,8 @@ int inflight_step(struct relay *r)
         switch (r->rs) {
         case RS_HEAD:
                 if (x->bytes == 0) {
-                        relay_app_close(r, x->app); /* x gets a 502 */
+                        if (retry(r, x) < 0)
+                                relay_app_close(r, x->app); /* x gets a 502 */
                         return 0;
                 }
                 /* fall through */

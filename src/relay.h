@@ -17,6 +17,7 @@ enum rs { RS_HEAD, RS_RAW, RS_CHUNKED, RS_TO_EOF, RS_TUNNEL, RS_DONE };
 #define INFLIGHT_MAX   16   /* requests forwarded (or to be answered) and not yet answered */
 #define RESPONSE_PEEK  4096 /* first look at a response head; most fit */
 #define LOG_FIELD_MAX  256  /* bytes of a Referer or User-Agent kept for the journal */
+#define RESEND_MAX     8192 /* a longer head is not kept for a retry */
 
 struct pipe {
         int fd[2];
@@ -44,6 +45,9 @@ struct exchange {
         const char *location;         /* the gate's 302 */
         const char *why;              /* the gate's answer: for the journal */
         bool head_method, upgrade, last;
+        char *resend;                 /* the head as sent, for one retry on a new connection */
+        size_t resend_len;
+        bool retried;
         bool void_page;               /* the gate's 410: the void file of entry */
         const struct name_entry *entry;
         unsigned port;

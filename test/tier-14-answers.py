@@ -2,9 +2,13 @@
 """tier-14 (answers): the gate's own answers.
 
 Every refusal is a real HTTP answer (status line, Content-Length matching the
-body, Connection: close), the connection then closes, and a line naming the
-status goes to the log (stderr, as without journald). Error answers to a later
-request of a kept-alive connection come after the earlier response, intact.
+body) and a line naming the status goes to the log (stderr, as without
+journald). Where the client's stream can no longer be framed (a bad head, a
+timeout) the answer says Connection: close and the connection closes; an
+answer to a well-formed request without a body (403, 404, 302, 410, 502, 501
+for a method not forwarded) keeps the connection, and the next request on it
+is served. Error answers to a later request of a kept-alive connection come
+after the earlier response, intact.
 Ports 20200-20299.
 """
 import os
@@ -21,6 +25,7 @@ APP, DENIED, NOTHING, NOTHING_V, ENTRY_V = 20201, 20202, 20299, 20298, 20297
 G_MAIN, G_SMALL, G_METH, G_NAMES, G_VOID = 20210, 20211, 20212, 20213, 20214
 OK_BODY = b"port=%d target=/ok\n" % APP
 GET_OK = b"GET /ok HTTP/1.1\r\nHost: h\r\n\r\n"
+APP_OK = b"GET /app/ok HTTP/1.1\r\nHost: h\r\n\r\n"  # the same, where a names file has no default
 
 # (name, request bytes, status) on G_MAIN
 CASES = [
@@ -76,10 +81,17 @@ CASES = [
 EXIT_CODES = {400: 1, 403: 1, 408: 2, 414: 1, 431: 1, 501: 1, 505: 1, 502: 3}
 
 
-def well_formed(r, status):
-    """Status as expected, Content-Length matching the body, Connection: close."""
+def well_formed(r, status, kept=False):
+    """Status as expected, Content-Length matching the body, Connection:
+    close unless the connection is kept."""
     return (r is not None and r.status == status and r.header("Content-Length") == str(len(r.body))
-            and (r.header("Connection") or "").lower() == "close")
+            and (r.header("Connection") or "").lower() == ("" if kept else "close"))
+
+
+def keeps(name, data, status):
+    """The gate's answer keeps the connection: a well-formed request, no body."""
+    refused_method = name.startswith("method ") or name.startswith("lower-case method") or "--methods" in name
+    return status in (302, 403, 404, 410, 502, 503, 504) or (status == 501 and refused_method)
 
 
 def logged(gate, since, status):
@@ -103,7 +115,7 @@ def exit_code(gate, pid):
     return None
 
 
-def answer(gate, data, status, name, later=False, timeout=6, first_req=GET_OK):
+def answer(gate, data, status, name, later=False, timeout=6, first_req=GET_OK, next_req=GET_OK):
     """Sends data (after the good request first_req when later), expects
     the answer."""
     since = len(gate.log())
@@ -115,11 +127,20 @@ def answer(gate, data, status, name, later=False, timeout=6, first_req=GET_OK):
             ok(first is not None and first.status == 200 and first.body == OK_BODY,
                "%s (later request): earlier response arrives first, intact" % name, first and first.raw)
         r = c.response()
-        ok(well_formed(r, status), "%s%s: %d with its body, Connection: close" % (
-            name, " (later request)" if later else "", status), r and r.raw[:200])
-        closed = c.closed_within(3)
-        ok(closed is not None and not c.buf, "%s%s: gate closes after the answer, nothing more" % (
-            name, " (later request)" if later else ""), (closed, c.buf[:100]))
+        kept = keeps(name, data, status)
+        ok(well_formed(r, status, kept), "%s%s: %d with its body, %s" % (
+            name, " (later request)" if later else "", status, "keeping the connection" if kept
+            else "Connection: close"), r and r.raw[:200])
+        if kept:
+            c.send(next_req)
+            nxt = c.response()
+            ok(nxt is not None and nxt.status == 200 and nxt.body == OK_BODY and not c.buf,
+               "%s%s: the next request on the connection is served" % (name, " (later request)" if later else ""),
+               nxt and nxt.raw[:100])
+        else:
+            closed = c.closed_within(3)
+            ok(closed is not None and not c.buf, "%s%s: gate closes after the answer, nothing more" % (
+                name, " (later request)" if later else ""), (closed, c.buf[:100]))
     finally:
         c.close()
     pid = logged(gate, since, status)
@@ -227,14 +248,16 @@ def methods_changed(g, be):
 
 
 def names_answers(g, void_text):
-    answer(g, b"GET /nothing/here HTTP/1.1\r\nHost: h\r\n\r\n", 404, "names file without default: unknown key")
-    r, _ = answer(g, b"GET /go/x HTTP/1.1\r\nHost: h\r\n\r\n", 302, "port-0 entry")
+    answer(g, b"GET /nothing/here HTTP/1.1\r\nHost: h\r\n\r\n", 404, "names file without default: unknown key",
+           next_req=APP_OK)
+    r, _ = answer(g, b"GET /go/x HTTP/1.1\r\nHost: h\r\n\r\n", 302, "port-0 entry", next_req=APP_OK)
     ok(r is not None and r.header("Location") == "http://example.org/there", "port-0 entry: Location header",
        r and r.raw[:200])
-    r, _ = answer(g, b"GET /sess/~abc HTTP/1.1\r\nHost: h\r\n\r\n", 410, "entry with a void file, session URL")
+    r, _ = answer(g, b"GET /sess/~abc HTTP/1.1\r\nHost: h\r\n\r\n", 410, "entry with a void file, session URL",
+                  next_req=APP_OK)
     ok(r is not None and r.body == void_text, "410 body is the entry directory's void file", r and r.body[:100])
     answer(g, b"GET /go/x HTTP/1.1\r\nHost: h\r\n\r\n", 302, "port-0 entry", later=True,
-           first_req=b"GET /app/ok HTTP/1.1\r\nHost: h\r\n\r\n")
+           first_req=APP_OK, next_req=APP_OK)
 
 
 def void_option(g, void_text):

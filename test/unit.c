@@ -1035,6 +1035,115 @@ static void test_route_rewrite(void)
         names_free(&n);
 }
 
+/* ---- response_parse: where a response ends ---- */
+
+static const struct response_case {
+        const char *in;
+        size_t len;
+        bool head_request;
+        int ret;               /* 0, -EAGAIN or -EPROTO */
+        const char *want;      /* "status framing[=length] [close] head=N" */
+} response_cases[] = {
+        { S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), false, 0, "200 length=5 head=38" },
+        { S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), false, 0, "200 chunked head=47" },
+        { S("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), false, 0, "200 chunked head=53" },
+        { S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), false, 0, "200 eof close head=53" },
+        { S("HTTP/1.1 200 OK\r\n\r\n"), false, 0, "200 eof close head=19" },
+        { S("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n"), false, 0, "200 length=2 close head=38" },
+        { S("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n"), false, 0,
+          "200 length=2 head=62" },
+        { S("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n"), false, 0,
+          "200 length=2 close head=57" },
+        { S("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), false, 0, "200 eof close head=47" },
+        /* no body: HEAD, 1xx, 204, 304 (RFC 9112 6.3 rule 1) */
+        { S("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"), true, 0, "200 none head=39" },
+        { S("HTTP/1.1 204 No Content\r\n\r\n"), false, 0, "204 none head=27" },
+        { S("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"), false, 0, "304 none head=49" },
+        { S("HTTP/1.1 100 Continue\r\n\r\n"), false, 0, "100 none head=25" },
+        { S("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"), false, 0,
+          "101 none head=77" },
+        /* PicoLisp 23.2: a bare LF ends a field line */
+        { S("HTTP/1.1 200 OK\r\nSet-Cookie: a=b; path=/\n\r\n3\r\n"), false, 0, "200 eof close head=43" },
+        { S("HTTP/1.1 200 OK\nContent-Length: 1\n\nx"), false, 0, "200 length=1 head=35" },
+        { S("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"), false, 0, "200 length=0 head=35" },
+        { S("HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 1\r\n\r\n"), false, 0, "200 length=1 head=55" },
+        { S("HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 1\r\n\r\n"), false, 0, "200 length=1 head=53" },
+        /* unfinished */
+        { S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"), false, -EAGAIN, "" },
+        { S("HTTP/1."), false, -EAGAIN, "" },
+        { S("HTT"), false, -EAGAIN, "" },
+        /* cannot be framed: the rest of the stream is the body */
+        { S("garbage\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/2 200\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 20 OK\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 2000 OK\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 600 Odd\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n 6\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nContent-Length: 5\rX: y\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n"), false, -EPROTO, "" },
+};
+
+static void render_response(const struct response *p, char *out, size_t size)
+{
+        static const char *fr[] = { "none", "length", "chunked", "eof" };
+        int n = snprintf(out, size, "%u %s", p->status, fr[p->framing]);
+
+        if (p->framing == RESP_LENGTH)
+                n += snprintf(out + n, size - (size_t)n, "=%llu", (unsigned long long)p->content_length);
+        snprintf(out + n, size - (size_t)n, "%s head=%zu", p->close ? " close" : "", p->head_len);
+}
+
+static void test_response_heads(void)
+{
+        for (size_t k = 0; k < ARRAY_SIZE(response_cases); k++) {
+                const struct response_case *c = &response_cases[k];
+                struct response p;
+                char got[128] = "";
+                int r = response_parse(c->in, c->len, RESPONSE_HEAD_MAX, c->head_request, &p);
+
+                if (r == 0)
+                        render_response(&p, got, sizeof(got));
+                else
+                        snprintf(got, sizeof(got), "%d (%s)", r, r == -EPROTO ? p.why : "more");
+                char name[64];
+                printable(name, sizeof(name), c->in, c->len < 24 ? c->len : 24);
+                result(r == c->ret && strcmp(got, r == 0 ? c->want : got) == 0, got, "response %s... -> %s", name,
+                       c->ret == 0 ? c->want : c->ret == -EAGAIN ? "more" : "cannot be framed");
+        }
+        /* a head longer than the bound cannot be framed; below it, more is needed */
+        {
+                size_t n = RESPONSE_HEAD_MAX + 10;
+                char *big = malloc(n);
+                struct response p;
+                int r1, r2;
+
+                memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
+                memset(big + 20, 'a', n - 20);
+                r1 = response_parse(big, RESPONSE_HEAD_MAX - 1, RESPONSE_HEAD_MAX, false, &p);
+                r2 = response_parse(big, n, RESPONSE_HEAD_MAX, false, &p);
+                result(r1 == -EAGAIN && r2 == -EPROTO, r2 == -EPROTO ? p.why : "?",
+                       "response head bound: more below RESPONSE_HEAD_MAX, -EPROTO above");
+                free(big);
+        }
+}
+
+/* A response's chunked body goes out whole, trailers included. */
+static void test_chunked_response(void)
+{
+        static const char in[] = "5\r\nhello\r\n0\r\nX-Trailer: a\r\n\r\nHTTP/1.1";
+        struct chunked c = { .keep_trailers = true };
+        size_t fwd, body = sizeof(in) - 1 - 8;
+        int r = chunked_feed(&c, in, sizeof(in) - 1, &fwd);
+
+        result(r == (int)body && fwd == body && chunked_done(&c), "", "chunked response: trailers forwarded, "
+               "the next response left");
+}
+
 int main(void)
 {
         test_parse_uint();
@@ -1044,6 +1153,8 @@ int main(void)
         test_chunked();
         test_chunked_bounds();
         test_chunked_splice();
+        test_response_heads();
+        test_chunked_response();
         test_names();
         test_names_files();
         test_names_bounds();
