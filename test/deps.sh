@@ -3,7 +3,8 @@
 # httpgate need, and nothing when it is all there already.
 set -eu
 PKGS="gcc make pkg-config libsystemd-dev libgnutls28-dev systemd systemd-container picolisp curl
-      gnutls-bin python3 python3-websockets iproute2 mandoc util-linux procps clang libclang-rt-14-dev musl-tools"
+      gnutls-bin python3 python3-websockets iproute2 mandoc util-linux procps clang libclang-rt-14-dev musl-tools
+      goaccess"
 missing=""
 for p in $PKGS; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

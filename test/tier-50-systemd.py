@@ -16,6 +16,7 @@ line otherwise. The container (test/lib/nspawn.py) is torn down (nspawn
 stopped by PID, overlay unmounted, directory removed) whatever happens, also
 on SIGTERM. The clients run inside are test/lib/ctclient.py.
 """
+import json
 import os
 import re
 import sys
@@ -330,9 +331,51 @@ def test_journal_fields(c):
                     for e in ents), "... and the right values")
     ok(ents and all(text(e.get("_SYSTEMD_UNIT", "")).startswith("httpgate@") for e in ents),
        "... from httpgate@ instances")
+    ok(ents and all(e.get("HTTPGATE_APP_STATUS") == "200" and int(e.get("HTTPGATE_RESPONSE_BYTES", "0")) > 50
+                    and 0 < int(e.get("HTTPGATE_FIRST_BYTE_USEC", "0")) <= int(e.get("HTTPGATE_DURATION_USEC", "0"))
+                    and e.get("HTTPGATE_PROTOCOL") == "HTTP/1.1" for e in ents),
+       "... with the app's answer: APP_STATUS 200, RESPONSE_BYTES, FIRST_BYTE_USEC <= DURATION_USEC",
+       [{k: v for k, v in e.items() if k.startswith("HTTPGATE_")} for e in ents[:1]])
     pids = {e.get("_PID") for e in ents}
     ends = [e for e in c.journal("-t", "httpgate") if e.get("_PID") in pids and "HTTPGATE_BYTES_DOWN" in e]
     ok(len(ends) == 3, "each connection's end is logged with its byte counts", len(ends))
+
+
+def test_access_log(c):
+    """contrib/httpgate-clf turns the journal into the Combined Log Format,
+    and goaccess (Debian's) reads it: its totals are the requests made."""
+    mark = "clf%d" % os.getpid()
+    with open(os.path.join(TOP, "contrib", "httpgate-clf")) as f:
+        c.write("/opt/hgtest/httpgate-clf", f.read(), 0o755)
+    url = "http://127.0.0.1"
+    # one kept-alive connection: 2 answers of the gate (404: no such key, and
+    # no app before it to stay with), then 4 of the app; then another app
+    c.run(["curl", "-s", "-o", "/dev/null", "-A", "hgtest-agent/1.0", "-e", "http://referer.example/"] +
+          [url + p for p in ["/nosuch/%s-1" % mark, "/nosuch/%s-2" % mark, "/hello/%s-3" % mark,
+                             "/hello/%s-4" % mark, "/hello/%s-5" % mark, "/hello/%s-6" % mark]], check=False)
+    c.run(["curl", "-s", "-o", "/dev/null", url + "/logged/%s-7" % mark], check=False)
+    c.journal_until(lambda es: sum(mark in text(e.get("HTTPGATE_TARGET", "")) for e in es) >= 7, "-t", "httpgate")
+    log = c.sh("/opt/hgtest/httpgate-clf | grep %s > /tmp/access.log; cat /tmp/access.log" % mark,
+               check=False).stdout
+    lines = log.splitlines()
+    ok(len(lines) == 7 and all(re.match(r'127\.0\.0\.1 - - \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+                                        r'"GET /\S+ HTTP/1\.1" \d{3} \d+ "[^"]*" "[^"]*"$', ln) for ln in lines),
+       "httpgate-clf: one Combined Log Format line per request", log)
+    ok(len(lines) == 7 and '"http://referer.example/" "hgtest-agent/1.0"' in lines[0],
+       "... with the client's Referer and User-Agent", lines[:1])
+    r = c.run(["goaccess", "/tmp/access.log", "--log-format=COMBINED", "-o", "/tmp/report.json"], check=False)
+    try:
+        rep = json.loads(c.run(["cat", "/tmp/report.json"], check=False).stdout)
+    except ValueError as e:
+        ok(False, "goaccess wrote its report", (r.returncode, r.stderr[-300:], e))
+        return
+    gen = rep.get("general", {})
+    codes = {i["data"].split()[0]: i["hits"]["count"] for d in rep.get("status_codes", {}).get("data", [])
+             for i in d.get("items", [])}
+    ok(gen.get("total_requests") == 7 and gen.get("valid_requests") == 7 and gen.get("failed_requests") == 0,
+       "goaccess reads every line: 7 requests, none failed", gen)
+    ok(codes == {"200": 5, "404": 2}, "goaccess counts 5 answers 200 and 2 answers 404", codes)
+    ok(gen.get("bandwidth", 0) > 0, "goaccess sums the response bytes", gen.get("bandwidth"))
 
 
 def test_fallback(c):
@@ -435,7 +478,7 @@ def test_burst(c):
 
 
 TESTS = (test_units, test_first_start, test_log_file, test_refusals_before_start, test_crash, test_together,
-         test_retire, test_stop, test_launcher_refusals, test_picolisp, test_journal_fields, test_fallback,
+         test_retire, test_stop, test_launcher_refusals, test_picolisp, test_journal_fields, test_access_log, test_fallback,
          test_by_hand, test_tls, test_flood, test_burst)
 
 
