@@ -108,7 +108,7 @@ clean:
 
 # Fuzzing (libFuzzer, clang): `make fuzz` runs each target FUZZ_SECONDS;
 # make check runs them briefly and replays every saved crash input.
-FUZZ_TARGETS = request chunked names
+FUZZ_TARGETS = request chunked names response
 FUZZ_SRC     = $(filter-out src/main.c,$(CORE)) src/notls.c
 FUZZ_SECONDS ?= 300
 build/fuzz-%: test/fuzz/fuzz-%.c $(FUZZ_SRC) $(HDRS)

@@ -40,8 +40,7 @@ static int gate_answer(struct relay *r, const struct request *q, int status, con
 
         x->status = status;
         x->why = why;
-        if (!r->answer_exit)
-                r->answer_exit = exit_for(status);
+        x->exit = status == 503 && close ? EXIT_CONFIG : exit_for(status);
         if (close || q->close || q->framing == BODY_CHUNKED || (q->framing == BODY_LENGTH && q->content_length > 0)) {
                 x->last = true;
                 r->last = true;
@@ -138,9 +137,6 @@ static int body_broken(struct relay *r)
         struct exchange *x = inflight_last(r);
         struct app_conn *a = &r->apps[r->up_app];
 
-        log_msg(LOG_NOTICE, "%s: malformed chunked body", r->ctx->client_addr);
-        if (!r->answer_exit)
-                r->answer_exit = EXIT_CLIENT;
         r->last = true;
         r->rq = RQ_CLOSED;
         a->spent = true;
@@ -151,8 +147,10 @@ static int body_broken(struct relay *r)
         x->last = true;
         if (x == inflight_first(r) && x->bytes > 0)
                 return 0; /* the app answered before the body ended: its answer goes out */
+        inflight_log(r, x, "the client's chunked body is malformed: the gate answers in the app's place");
         x->app = -1;
         x->status = 400;
+        x->exit = EXIT_CLIENT;
         x->why = "malformed chunked body";
         if (--a->outstanding == 0)
                 relay_app_close(r, r->up_app);
@@ -189,8 +187,6 @@ static int handle_head(struct relay *r)
                 rt.port = r->cur_port;
                 rt.entry = r->cur_entry;
         } else if (rt.kind == ROUTE_ERROR) {
-                if (rt.status == 503)
-                        r->answer_exit = EXIT_CONFIG;
                 return gate_answer(r, &q, rt.status, names_error(rt.status), rt.status == 503);
         } else if (rt.kind == ROUTE_REDIRECT) {
                 s = gate_answer(r, &q, 302, NULL, false);

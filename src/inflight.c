@@ -85,7 +85,7 @@ struct exchange *inflight_push(struct relay *r, int app, const struct request *q
         return x;
 }
 
-static void log_exchange(struct relay *r, const struct exchange *x, const char *why)
+void inflight_log(struct relay *r, const struct exchange *x, const char *why)
 {
         uint64_t now = relay_now_us();
         struct log_request l = {
@@ -106,6 +106,7 @@ static void log_exchange(struct relay *r, const struct exchange *x, const char *
                 .why = why ? why : x->why,
         };
         log_request(&l);
+        r->answer_exit = x->app < 0 ? x->exit : EXIT_DONE; /* the last request decides */
 }
 
 static void pop(struct relay *r)
@@ -123,7 +124,7 @@ static void complete(struct relay *r, const char *why)
         struct exchange *x = inflight_first(r);
         struct app_conn *a = &r->apps[x->app];
 
-        log_exchange(r, x, why);
+        inflight_log(r, x, why);
         a->outstanding--;
         a->answered++;
         if (x->last)
@@ -340,7 +341,7 @@ static int answer(struct relay *r, struct exchange *x)
                 x->bytes = (uint64_t)n;
                 r->st.down += (uint64_t)n;
         }
-        log_exchange(r, x, NULL);
+        inflight_log(r, x, NULL);
         pop(r);
         if (n < 0)
                 return relay_finish(r, EXIT_DONE, "client reset");
@@ -365,8 +366,7 @@ void relay_app_close(struct relay *r, int i)
                         x->app = -1;
                         x->status = 502;
                         x->why = "the app closed the connection without answering";
-                        if (!r->answer_exit)
-                                r->answer_exit = EXIT_BACKEND;
+                        x->exit = EXIT_BACKEND;
                 }
         }
         if (r->up_app == i)
@@ -436,6 +436,11 @@ int inflight_step(struct relay *r)
                 return -EAGAIN;
         switch (r->rs) {
         case RS_HEAD:
+                if (x->bytes == 0 && x->body_cut) {
+                        x->last = true;
+                        complete(r, "the client stopped inside its request body");
+                        return 0;
+                }
                 if (x->bytes == 0) {
                         if (retry(r, x) < 0)
                                 relay_app_close(r, x->app); /* x gets a 502 */
@@ -462,7 +467,7 @@ void inflight_abandon(struct relay *r)
                 struct exchange *x = inflight_first(r);
                 bool tunnel = r->rs == RS_TUNNEL;
 
-                log_exchange(r, x, tunnel ? NULL : x->app < 0 ? "not answered: the connection ended"
+                inflight_log(r, x, tunnel ? NULL : x->app < 0 ? "not answered: the connection ended"
                                                               : "no complete response: the connection ended");
                 pop(r);
         }

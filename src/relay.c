@@ -152,6 +152,8 @@ static bool wants_read(const struct relay *r)
 static void client_done_sending(struct relay *r)
 {
         r->client_eof = true;
+        if ((r->rq == RQ_BODY || r->rq == RQ_CHUNKED) && inflight_last(r))
+                inflight_last(r)->body_cut = true;
         if (r->rq == RQ_HEAD && (r->in_len > 0 || r->hold))
                 return; /* process_in answers the partial head; the Upgrade's answer decides */
         r->rq = RQ_CLOSED;

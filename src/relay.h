@@ -45,6 +45,8 @@ struct exchange {
         const char *location;         /* the gate's 302 */
         const char *why;              /* the gate's answer: for the journal */
         bool head_method, upgrade, last;
+        bool body_cut;                /* the client stopped inside its body: nothing to answer */
+        int exit;                     /* the gate's answer: the exit code it asks for */
         char *resend;                 /* the head as sent, for one retry on a new connection */
         size_t resend_len;
         bool retried;
@@ -93,7 +95,7 @@ struct relay {
         char *rs_head;                /* those bytes, RESPONSE_HEAD_MAX */
 
         uint64_t last_activity, head_start; /* ms */
-        int answer_exit;              /* the exit code the gate's answers ask for */
+        int answer_exit;              /* the exit code the last request asks for (httpgate(8)) */
         struct relay_stats st;
 };
 
@@ -142,5 +144,7 @@ void inflight_app_eof(struct relay *r);
 int inflight_step(struct relay *r);
 /* Closes app connection i; requests still waiting for it get 502. */
 void relay_app_close(struct relay *r, int i);
+/* The journal entry of a request (why: NULL for x's own reason). */
+void inflight_log(struct relay *r, const struct exchange *x, const char *why);
 /* Logs the requests still in flight when the connection ends. */
 void inflight_abandon(struct relay *r);

@@ -13,7 +13,10 @@ multipart/form-data (as a browser does); a cookie is set and comes back.
 Several requests share one kept-alive connection. An ended session gets the
 void page (410); a retired app is started again on demand.
 
-Ports: gate 20800, app 20810, sessions 20811-20849. Needs root.
+Several apps share one connection: the demo, its session, and a bare port
+(another app), one after the other and pipelined, with curl as well.
+
+Ports: gate 20800, app 20810, sessions 20811-20849, another app 20850. Needs root.
 """
 import http.client
 import os
@@ -27,11 +30,12 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from gatetest import (TOP, Gate, ok, done, status_of, ensure_user, listening_pids,  # noqa: E402
+from gatetest import (TOP, Conn, Gate, HttpBackend, ok, done, status_of, ensure_user, listening_pids,  # noqa: E402
                       pid_alive, kill_pids)
 
 USER = "httpgate-test"
 GATE_PORT, APP_PORT, SES_FIRST, SES_LAST = 20800, 20810, 20811, 20849
+OTHER_PORT = 20850  # another app, reached as a bare port
 DEMO = os.path.join(TOP, "contrib", "demo")
 DEADLINE = time.time() + 150
 
@@ -144,6 +148,7 @@ def main():
         f.write("demo %d %s %s %s/demo.log pil demo.l -sessions %d %d -go -wait\n" % (
             APP_PORT, USER, appdir, logdir, SES_FIRST, SES_LAST))
     gate = None
+    other = HttpBackend(OTHER_PORT)
     try:
         gate = Gate(GATE_PORT, ["--launcher=", "--lock-dir=" + locks, "--void=" + os.path.join(appdir, "void"),
                                 names])
@@ -152,6 +157,7 @@ def main():
         if gate:
             gate.stop()
         kill_pids(app_pids(appdir))
+        other.stop()
         shutil.rmtree(top, ignore_errors=True)
     done()
 
@@ -208,12 +214,40 @@ def run(gate, pw, appdir, logdir):
     p5 = request(c, "GET", "/demo/@lib.css")
     ok(p5.status == 200 and dict((k.lower(), v) for k, v in p5.headers).get("content-type", "").startswith("text/css"),
        "the stylesheet through the app's key on the same connection", p5.status)
+    p6 = request(c, "GET", "/%d/other" % OTHER_PORT)
+    ok(p6.status == 200 and p6.body == "port=%d target=/other\n" % OTHER_PORT,
+       "another app (a bare port) on the same connection", (p6.status, p6.body[:100]))
+    p7 = request(c, "GET", spath, headers={"Cookie": cookie})
+    ok(p7.status == 200 and p7.pid == p1.pid, "then the session again, on the same connection", (p7.status, p7.pid))
     c.close()
     time.sleep(0.3)
-    ok(connections(gate) - conns == 1, "all five requests went over one kept-alive connection",
+    ok(connections(gate) - conns == 1, "all seven requests went over one kept-alive connection",
        connections(gate) - conns)
     m = re.findall(r"done .*requests=(\d+)", gate.log())
-    ok(m and m[-1] == "5", "the gate's log counts 5 requests on that connection", m[-1:] if m else gate.log()[-300:])
+    ok(m and m[-1] == "7", "the gate's log counts 7 requests on that connection", m[-1:] if m else gate.log()[-300:])
+
+    # ---- the same three apps, pipelined: sent at once, answered in order
+    pc = Conn(GATE_PORT, timeout=20)
+    pc.send(b"GET /demo/@lib.css HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"GET /%d/piped HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"GET %s HTTP/1.1\r\nHost: h\r\nCookie: %s\r\n\r\n" % (OTHER_PORT, spath.encode(), cookie.encode()))
+    q1, q2, q3 = pc.response(), pc.response(), pc.response()
+    pc.close()
+    q3p = Page(q3.status, q3.headers, q3.body) if q3 else None
+    ok(q1 is not None and q1.status == 200 and b"Software Lab" in q1.body and
+       q2 is not None and q2.body == b"port=%d target=/piped\n" % OTHER_PORT and
+       q3p is not None and q3p.status == 200 and q3p.pid == p1.pid,
+       "pipelined: the app's stylesheet, another app, the session: each answered, in order",
+       [x and x.raw[:80] for x in (q1, q2, q3)])
+
+    # ---- curl, one connection for the start page, a session page and another app
+    out = subprocess.run(["curl", "-s", "-m", "20", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                          "-w", "%{http_code} %{num_connects}\\n", "-b", cookie,
+                          "http://127.0.0.1:%d/" % GATE_PORT, "http://127.0.0.1:%d%s" % (GATE_PORT, spath),
+                          "http://127.0.0.1:%d/%d/curl" % (GATE_PORT, OTHER_PORT)],
+                         capture_output=True, text=True).stdout.split()
+    ok(out == ["200", "1", "200", "0", "200", "0"],
+       "curl: start page, session page and another app over one connection", out)
 
     # ---- a browser's POST: the body arrives after the head (separate segments)
     s = socket.create_connection(("127.0.0.1", GATE_PORT), timeout=10)
