@@ -100,6 +100,8 @@ install: all
 	install -D -m 0755 httpgate-tls $(DESTDIR)$(BINDIR)/httpgate-tls
 	install -D -m 0644 man/httpgate.8 $(DESTDIR)$(MANDIR)/man8/httpgate.8
 	install -D -m 0644 man/httpgate.names.5 $(DESTDIR)$(MANDIR)/man5/httpgate.names.5
+	install -D -m 0755 contrib/httpgate-clf $(DESTDIR)$(BINDIR)/httpgate-clf
+	install -D -m 0644 man/httpgate-clf.1 $(DESTDIR)$(MANDIR)/man1/httpgate-clf.1
 
 clean:
 	rm -rf httpgate httpgate-tls build

@@ -317,6 +317,17 @@ void inflight_app_eof(struct relay *r)
                 r->apps[x->app].eof = true;
 }
 
+static void shut_client(struct relay *r)
+{
+        if (r->client_wr_shut)
+                return;
+        if (!r->c->tls)
+                (void)shutdown(r->c->out, SHUT_WR);
+        else
+                tls_bye(r->c);
+        r->client_wr_shut = true;
+}
+
 /* The gate's own answer, in its turn. */
 static int answer(struct relay *r, struct exchange *x)
 {
@@ -345,12 +356,11 @@ static int answer(struct relay *r, struct exchange *x)
         pop(r);
         if (n < 0)
                 return relay_finish(r, EXIT_DONE, "client reset");
-        if (close) {
-                r->closing = true;
-                r->last = true;
-                r->rq = RQ_CLOSED;
-        }
         r->last_activity = relay_now_ms();
+        if (close) {
+                shut_client(r);
+                return relay_finish(r, EXIT_DONE, x->status < 400 ? "redirected" : "answered with an error");
+        }
         return 0;
 }
 
@@ -402,17 +412,6 @@ static int retry(struct relay *r, struct exchange *x)
         return 0;
 }
 
-static void shut_client(struct relay *r)
-{
-        if (r->client_wr_shut)
-                return;
-        if (!r->c->tls)
-                (void)shutdown(r->c->out, SHUT_WR);
-        else
-                tls_bye(r->c);
-        r->client_wr_shut = true;
-}
-
 int inflight_step(struct relay *r)
 {
         struct exchange *x = inflight_first(r);
@@ -421,7 +420,7 @@ int inflight_step(struct relay *r)
         if (!x) {
                 if (relay_down_empty(r) && (r->closing || r->rq == RQ_CLOSED)) {
                         shut_client(r);
-                        return relay_finish(r, EXIT_DONE, r->client_eof ? "client closed" : "closed");
+                        return relay_finish(r, EXIT_DONE, r->st.requests ? "closed" : "client closed");
                 }
                 return -EAGAIN;
         }
