@@ -18,7 +18,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
@@ -49,58 +48,23 @@ S(("::1", int(sys.argv[1])), H).serve_forever()
 '''
 
 
-class RawApp:
-    """A backend on ::1 that reads request heads and answers each with what
-    answer(target, method) returns: (bytes, then) with then "keep", "close"
-    or "reset"."""
-
-    def __init__(self, port, answer):
-        self.port, self.answer, self.conns = port, answer, 0
-        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("::1", port))
-        self.sock.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns += 1
-            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
-
-    def _conn(self, c):
-        buf = b""
-        try:
+def scripted(port, answer):
+    """An app on ::1 that answers each request with answer(target, method):
+    (bytes, then) with then "keep", "close", "reset" (RST after the bytes) or
+    "upgrade" (then it echoes upper-cased, as a tunnelled protocol would)."""
+    def handler(req, c):
+        data, then = answer(req["target"], req["method"])
+        c.sendall(data)
+        if then == "upgrade":
             while True:
-                while b"\r\n\r\n" not in buf:
-                    d = c.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                method, target = head.split(b" ")[:2]
-                data, then = self.answer(target.decode(), method.decode())
-                if then == "upgrade":
-                    c.sendall(data)
-                    while True:  # echo, as a websocket-like protocol would
-                        d = buf or c.recv(65536)
-                        buf = b""
-                        if not d:
-                            return
-                        c.sendall(d.upper())
-                c.sendall(data)
-                if then == "reset":
-                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    return
-                if then == "close":
-                    return
-        except OSError:
-            return
-        finally:
-            c.close()
+                d = c.recv(65536)
+                if not d:
+                    return False
+                c.sendall(d.upper())
+        if then == "reset":
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return then == "keep"
+    return HttpBackend(port, handler=handler)
 
 
 def chunk_answer(target, method):
@@ -297,12 +261,12 @@ def main():
     with open(names, "w") as f:
         f.write(NAMES)
     a, b = HttpBackend(P_A), HttpBackend(P_B)
-    RawApp(P_CHUNK, chunk_answer)
-    RawApp(P_NOBODY, nobody_answer)
-    RawApp(P_GARBAGE, lambda t, m: (GARBAGE, "close"))
-    RawApp(P_RESET, lambda t, m: (RESET_HEAD + b"0123456789", "reset"))
-    RawApp(P_BIGHEAD, lambda t, m: (BIGHEAD, "close"))
-    RawApp(P_UPG, lambda t, m: (UPGRADE_ANSWER, "upgrade"))
+    scripted(P_CHUNK, chunk_answer)
+    scripted(P_NOBODY, nobody_answer)
+    scripted(P_GARBAGE, lambda t, m: (GARBAGE, "close"))
+    scripted(P_RESET, lambda t, m: (RESET_HEAD + b"0123456789", "reset"))
+    scripted(P_BIGHEAD, lambda t, m: (BIGHEAD, "close"))
+    scripted(P_UPG, lambda t, m: (UPGRADE_ANSWER, "upgrade"))
     old = subprocess.Popen([sys.executable, "-c", OLD_APP, str(P_OLD)])
     try:
         with Gate(GATE, [names]) as g:
