@@ -185,7 +185,11 @@ build/bench/relay-musl: bench/relay.c
 
 bench: deps
 	@$(MAKE) --no-print-directory all build/bench/relay-glibc build/bench/relay-musl build/bench/tlsload
-	@bench/run.py
+	@if [ -n "$(BENCH_BASELINE)" ]; then \
+		rm -rf build/bench/baseline && mkdir -p build/bench/baseline && \
+		git archive "$(BENCH_BASELINE)" | tar -x -C build/bench/baseline && \
+		$(MAKE) --no-print-directory -C build/bench/baseline httpgate >/dev/null; fi
+	@BENCH_BASELINE="$(BENCH_BASELINE)" bench/run.py
 
 .PHONY: bench
 

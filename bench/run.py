@@ -12,6 +12,9 @@ to bench/results.md; raw numbers go to bench/results-raw/.
 BENCH_QUICK=1: one short run per cell (a smoke test, figures are rough).
 BENCH_SYSTEMD=0: leave out the real-systemd row.
 BENCH_ONLY=plain,names,tls,app,memory: only these phases (for working on one).
+BENCH_BASELINE=REV: one row more, httpgate as built from git revision REV
+(make bench builds it into build/bench/baseline/), measured in the same run:
+a change's before and after, side by side.
 """
 import json
 import os
@@ -29,6 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, 'build', 'bench')
 QUICK = os.environ.get('BENCH_QUICK') == '1'
+BASELINE = os.environ.get('BENCH_BASELINE', '')
+BASELINE_GATE = os.path.join(BIN, 'baseline', 'httpgate')
 # bench/sandbox-cost.py's variants in make bench: no sandbox, the units' now,
 # the namespace sandboxes they had before, and what each part adds or saves.
 SANDBOX_VARIANTS = ['bare', 'gate', 'before', 'namespaces', 'gate-gatesb', 'gate+js', 'gate+nodeps',
@@ -593,6 +598,8 @@ http {{
 
         accept('httpgate', 18101, [gate, str(BACKEND)])
         accept('relay-glibc', 18105, [os.path.join(BIN, 'relay-glibc'), str(BACKEND)])
+        if BASELINE:
+            accept('baseline', 18107, [BASELINE_GATE, str(BACKEND)])
         if os.access(os.path.join(BIN, 'relay-musl'), os.X_OK):
             accept('relay-musl', 18106, [os.path.join(BIN, 'relay-musl'), str(BACKEND)])
         self.sv.start('socket-proxyd', [ssa, '-l', '127.0.0.1:18103', PROXYD, f'127.0.0.1:{BACKEND}'])
@@ -631,6 +638,9 @@ http {{
                      ('relay-glibc', 'minimal C relay, glibc dynamic, `--accept`', 18105, 'relay-glibc')]
         if os.access(os.path.join(BIN, 'relay-musl'), os.X_OK):
             self.rows.append(('relay-musl', 'minimal C relay, static musl, `--accept`', 18106, 'relay-musl'))
+        if BASELINE:
+            self.rows.insert(2, ('baseline', f'httpgate at {BASELINE} (BENCH_BASELINE), `--accept`', 18107,
+                                 'baseline'))
         for key, _, port, _ in self.rows:
             status, body, _ = http_get(port, '/small.html')
             if status != 200 or b'<title>small' not in body:
@@ -903,7 +913,8 @@ def report(res):
         cells.append(Stat(a['delay_ms']).cell() if a and a.get('delay_ms') else '—')
         L.append('| ' + ' | '.join(cells) + ' |')
 
-    for key in ('direct', 'httpgate', 'systemd', 'httpGate', 'proxyd', 'nginx', 'relay-glibc', 'relay-musl'):
+    for key in ('direct', 'httpgate', 'baseline', 'systemd', 'httpGate', 'proxyd', 'nginx', 'relay-glibc',
+                'relay-musl'):
         if key == 'systemd':
             if sysrow and sysrow.get('rows'):
                 for k, r in sysrow['rows'].items():
@@ -1023,6 +1034,18 @@ def report(res):
                  f'{"—" if value is None else ("yes" if ok(value) else "**no**")} |')
 
     hg_bulk = med('httpgate', 'bulk')
+    if 'baseline' in rows:
+        # issue 12: framing responses keeps the splice path as fast as before
+        for name, col in (('kept-alive req/s', ('keep', 'rps')), ('100 MB MB/s', 'bulk'),
+                          ('new conns/s', ('close', 'rps'))):
+            now, before = ratio(med('httpgate', col), med('proxyd', col)), ratio(med('baseline', col),
+                                                                                  med('proxyd', col))
+            L.append(f'| {name} vs socket-proxyd: httpgate {fmt_ratio(now)}, at {BASELINE} {fmt_ratio(before)} '
+                     f'| {fmt_ratio(ratio(now, before))} of before | '
+                     f'{"—" if now is None or before is None else ("yes" if now >= 0.95 * before else "**no**")} |')
+        cb, cn = med('baseline', ('keep', 'cpu_us')), med('httpgate', ('keep', 'cpu_us'))
+        L.append(f'| CPU µs per kept-alive request: httpgate {fmt_num(cn) if cn else "—"}, at {BASELINE} '
+                 f'{fmt_num(cb) if cb else "—"} | {fmt_ratio(ratio(cn, cb))} of before | |')
     target('bulk ≥ 1.0× socket-proxyd', ratio(hg_bulk, med('proxyd', 'bulk')), lambda v: v >= 1.0)
     target('bulk ≥ 4× httpGate', ratio(hg_bulk, med('httpGate', 'bulk')), lambda v: v >= 4.0)
     hg_keep = med('httpgate', ('keep', 'rps'))

@@ -111,6 +111,8 @@ void inflight_log(struct relay *r, const struct exchange *x, const char *why)
 
 static void pop(struct relay *r)
 {
+        if (r->q[r->q_first].upgrade)
+                r->hold = false; /* answered otherwise than by a 101 */
         free(r->q[r->q_first].resend);
         r->q_first = (r->q_first + 1) % INFLIGHT_MAX;
         r->q_len--;

@@ -553,10 +553,9 @@ int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
                 relay_loop(&r);
         }
         inflight_abandon(&r);
+        linger(&r);
         if (r.st.exit_code == EXIT_DONE && r.answer_exit)
                 r.st.exit_code = r.answer_exit;
-        if (r.st.exit_code == EXIT_DONE)
-                linger(&r);
         for (int i = 0; i < APPS_MAX; i++)
                 if (r.apps[i].fd >= 0)
                         close(r.apps[i].fd);
