@@ -129,14 +129,32 @@ static int defer(struct relay *r)
         return -EAGAIN;
 }
 
+void relay_body_lost(struct relay *r)
+{
+        struct exchange *x = inflight_last(r);
+
+        r->last = true;
+        r->rq = RQ_CLOSED;
+        r->out_len = r->out_off = 0;
+        if (r->up.len > 0)
+                relay_pipe_close(&r->up); /* reopened for nobody: the client sends no more requests */
+        if (x)
+                x->last = true;
+}
+
 /* The request whose body the client broke: the app has part of it and can
  * not answer it. The gate answers 400 in its place, when its response has
  * not begun, and the connection ends after it. */
 static int body_broken(struct relay *r)
 {
         struct exchange *x = inflight_last(r);
-        struct app_conn *a = &r->apps[r->up_app];
+        struct app_conn *a;
 
+        if (r->up_app < 0) {
+                relay_body_lost(r); /* its app went away before: x has its 502 */
+                return 0;
+        }
+        a = &r->apps[r->up_app];
         r->last = true;
         r->rq = RQ_CLOSED;
         a->spent = true;
@@ -147,11 +165,10 @@ static int body_broken(struct relay *r)
         x->last = true;
         if (x == inflight_first(r) && x->bytes > 0)
                 return 0; /* the app answered before the body ended: its answer goes out */
-        inflight_log(r, x, "the client's chunked body is malformed: the gate answers in the app's place");
         x->app = -1;
         x->status = 400;
         x->exit = EXIT_CLIENT;
-        x->why = "malformed chunked body";
+        x->why = "malformed chunked body: the gate answers in the app's place";
         if (--a->outstanding == 0)
                 relay_app_close(r, r->up_app);
         return 0;
@@ -284,11 +301,12 @@ int relay_process_in(struct relay *r)
                         return 0;
                 if (r->in_len == 0)
                         return -EAGAIN;
+                k = r->deferred;
                 r->deferred = false;
                 if (r->hold || inflight_full(r))
                         return defer(r);
-                if (!r->head_start)
-                        r->head_start = relay_now_ms();
+                if (k || !r->head_start)
+                        r->head_start = relay_now_ms(); /* a wait for the gate does not count */
                 /* RFC 9112 2.2: an empty line before a request line is ignored
                  * (some clients add one after a body). */
                 if (r->in_len >= 2 && r->in[0] == '\r' && r->in[1] == '\n') {
@@ -322,6 +340,10 @@ int relay_process_in(struct relay *r)
                 }
                 return 0;
         case RQ_TUNNEL:
+                if (r->in_len == 0 && r->client_eof) {
+                        r->rq = RQ_CLOSED; /* everything before the end went out */
+                        return 0;
+                }
                 if (r->in_len == 0)
                         return -EAGAIN;
                 (void)out_add(r, r->in, r->in_len);

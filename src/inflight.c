@@ -145,9 +145,15 @@ static void lose_framing(struct relay *r, struct exchange *x, const char *why)
         log_msg(LOG_WARNING, "%s: app %s port %u: %s; passed on to its end, then the connection closes",
                 r->ctx->client_addr, x->entry ? x->entry->key : "-", a->port, why);
         a->spent = true;
-        x->last = true;
+        x->last = r->last = true;
         x->why = why;
         r->rs = RS_TO_EOF;
+        /* Its end is the response's end: an app that waits for the next
+         * request is told there is none. */
+        if (a->outstanding == 1 && !(r->up_app == x->app && (r->out_len > r->out_off || r->up.len > 0 ||
+                                                             r->rq == RQ_BODY || r->rq == RQ_CHUNKED)) &&
+            !a->wr_shut && shutdown(a->fd, SHUT_WR) == 0)
+                a->wr_shut = true;
 }
 
 static void enter(struct relay *r, enum rs next)
@@ -182,11 +188,11 @@ static uint64_t head_found(struct relay *r, struct exchange *x, const struct res
         }
         if (p->close) {
                 r->apps[x->app].spent = true;
-                x->last = true; /* the client was told, or must assume, that it ends */
+                x->last = r->last = true; /* the client was told, or must assume, that it ends */
         }
         r->rs = RS_RAW;
         if (p->status == 101) {
-                x->last = false;
+                x->last = r->last = false;
                 r->rs_after = RS_TUNNEL;
         } else if (p->status < 200) {
                 r->rs_after = RS_HEAD;
@@ -333,7 +339,7 @@ static void shut_client(struct relay *r)
 /* The gate's own answer, in its turn. */
 static int answer(struct relay *r, struct exchange *x)
 {
-        bool close = x->last || r->client_eof;
+        bool close = x->last || (r->client_eof && r->q_len == 1 && r->rq == RQ_CLOSED);
         char vbuf[4096];
         const char *void_path = NULL;
         int n;
@@ -381,6 +387,8 @@ void relay_app_close(struct relay *r, int i)
                         x->exit = EXIT_BACKEND;
                 }
         }
+        if (r->up_app == i && (r->rq == RQ_BODY || r->rq == RQ_CHUNKED))
+                relay_body_lost(r);
         if (r->up_app == i)
                 r->up_app = -1;
         close(a->fd);
@@ -396,7 +404,7 @@ static int retry(struct relay *r, struct exchange *x)
         struct route rt = { .kind = ROUTE_PORT, .port = a->port, .entry = a->entry };
         struct backend_result b;
 
-        if (!x->resend || x->retried || a->outstanding != 1 ||
+        if (!x->resend || x->retried || a->outstanding != 1 || r->closing ||
             (r->up_app == x->app && (r->out_len > r->out_off || r->up.len > 0)))
                 return -1;
         b = backend_open(r->ctx->opt, &rt);

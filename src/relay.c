@@ -43,6 +43,16 @@ uint64_t relay_now_us(void)
 
 #define PIPE_DEFAULT 65536 /* what pipe(7) gives; corrected by `full` */
 
+void relay_pipe_close(struct pipe *p)
+{
+        if (p->fd[0] >= 0) {
+                close(p->fd[0]);
+                close(p->fd[1]);
+        }
+        p->fd[0] = p->fd[1] = -1;
+        p->len = 0;
+}
+
 int relay_pipe_open(struct pipe *p)
 {
         if (p->fd[0] >= 0)
@@ -84,16 +94,6 @@ static void pipe_took(struct pipe *p, size_t n)
         p->len -= n;
         if (n)
                 p->full = false;
-}
-
-static void pipe_close(struct pipe *p)
-{
-        if (p->fd[0] >= 0) {
-                close(p->fd[0]);
-                close(p->fd[1]);
-        }
-        p->fd[0] = p->fd[1] = -1;
-        p->len = 0;
 }
 
 /* ---- ending ---- */
@@ -154,8 +154,8 @@ static void client_done_sending(struct relay *r)
         r->client_eof = true;
         if ((r->rq == RQ_BODY || r->rq == RQ_CHUNKED) && inflight_last(r))
                 inflight_last(r)->body_cut = true;
-        if (r->rq == RQ_HEAD && (r->in_len > 0 || r->hold))
-                return; /* process_in answers the partial head; the Upgrade's answer decides */
+        if ((r->rq == RQ_HEAD && (r->in_len > 0 || r->hold)) || (r->rq == RQ_TUNNEL && r->in_len > 0))
+                return; /* process_in answers the partial head, or passes the bytes on; the Upgrade's answer decides */
         r->rq = RQ_CLOSED;
 }
 
@@ -215,10 +215,11 @@ static int app_out(struct relay *r)
         ssize_t n;
 
         if (fd < 0) {
-                /* The app went away under a request: nothing can reach it. */
+                /* The app went away under a request: nothing can reach it,
+                 * and the answers before go out first. */
+                if (r->up.len > 0 || r->rq == RQ_BODY || r->rq == RQ_CHUNKED)
+                        relay_body_lost(r);
                 r->out_len = r->out_off = 0;
-                if (r->up.len > 0)
-                        return relay_finish(r, EXIT_BACKEND, "app closed");
                 return 0;
         }
         if (r->out_len > r->out_off) {
@@ -559,8 +560,8 @@ int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
         for (int i = 0; i < APPS_MAX; i++)
                 if (r.apps[i].fd >= 0)
                         close(r.apps[i].fd);
-        pipe_close(&r.up);
-        pipe_close(&r.down);
+        relay_pipe_close(&r.up);
+        relay_pipe_close(&r.down);
         *st = r.st;
         st->app = r.cur_entry ? r.cur_entry->key : NULL;
         st->port = r.cur_port;

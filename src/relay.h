@@ -103,12 +103,18 @@ struct relay {
 uint64_t relay_now_ms(void);
 uint64_t relay_now_us(void);
 int relay_pipe_open(struct pipe *p);
+void relay_pipe_close(struct pipe *p);
 bool relay_down_empty(const struct relay *r);
 /* Ends the connection with an exit code and a word for the journal; the
  * first reason wins. Returns 1. */
 int relay_finish(struct relay *r, int code, const char *end);
 
 /* head.c */
+/* The app of the request body the client is sending went away: the rest of
+ * the client's stream can no longer be framed. What was for the app is
+ * dropped, no more requests are read, and the connection ends after the
+ * answers before. */
+void relay_body_lost(struct relay *r);
 /* Client bytes from now on go to the app as a body or tunnel. */
 int relay_enter_body(struct relay *r, enum rq state);
 /* Handles buffered client bytes. Returns 1 when finished, 0 when something

@@ -23,6 +23,19 @@ static bool name_is(const char *line, size_t len, const char *name)
         return len > l && line[l] == ':' && strncasecmp(line, name, l) == 0;
 }
 
+/* "Content-Length :": RFC 9112 5.1 forbids the space; some parsers take it
+ * for the field, others not, so a framing field with it cannot be trusted. */
+static bool spaced_name(const char *line, size_t len, const char *name)
+{
+        size_t l = strlen(name), i = l;
+
+        if (len <= l || strncasecmp(line, name, l) != 0)
+                return false;
+        while (i < len && (line[i] == ' ' || line[i] == '\t'))
+                i++;
+        return i > l && i < len && line[i] == ':';
+}
+
 /* The value of "name: value" without OWS. */
 static void value_of(const char *line, size_t len, size_t *a, size_t *b)
 {
@@ -106,6 +119,8 @@ int response_parse(const char *buf, size_t len, size_t max, bool head_request, s
                         continue;
                 }
                 last_framing = false;
+                if (spaced_name(line, n, "content-length") || spaced_name(line, n, "transfer-encoding"))
+                        return unframeable(ret, "space before the colon of a framing field in the response");
                 if (name_is(line, n, "content-length")) {
                         size_t a, b;
                         value_of(line, n, &a, &b);

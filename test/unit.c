@@ -1086,6 +1086,8 @@ static const struct response_case {
         { S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n 6\r\n\r\n"), false, -EPROTO, "" },
         { S("HTTP/1.1 200 OK\r\nContent-Length: 5\rX: y\r\n\r\n"), false, -EPROTO, "" },
         { S("HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n"), false, -EPROTO, "" },
+        { S("HTTP/1.1 200 OK\r\nTransfer-Encoding\t: chunked\r\n\r\n"), false, -EPROTO, "" },
 };
 
 static void render_response(const struct response *p, char *out, size_t size)
