@@ -59,10 +59,12 @@ int inflight_answer_now(struct relay *r, int status, const char *why)
         return gate_answer(r, &none, status, why, true);
 }
 
-/* An open connection to port that may take another request, after a look
- * whether the app closed it meanwhile (PicoLisp closes after each answer on
- * its main port). */
-static int open_app(struct relay *r, unsigned port)
+/* An open connection to port that may take another request. PicoLisp
+ * closes after each answer on its main port, so an idle one may have
+ * closed since the last wait: a request that could not be sent again
+ * (look_first) looks whether it did; the others are sent again on a new
+ * connection if it did (inflight.c, retry). */
+static int open_app(struct relay *r, unsigned port, bool look_first)
 {
         for (int i = 0; i < APPS_MAX; i++) {
                 struct app_conn *a = &r->apps[i];
@@ -70,7 +72,7 @@ static int open_app(struct relay *r, unsigned port)
 
                 if (a->fd < 0 || a->port != port || a->spent || a->eof || a->wr_shut)
                         continue;
-                if (a->outstanding == 0 && recv(a->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0) {
+                if (look_first && a->outstanding == 0 && recv(a->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0) {
                         relay_app_close(r, i); /* closed, or bytes nobody asked for */
                         continue;
                 }
@@ -179,7 +181,7 @@ static int handle_head(struct relay *r)
         struct request q;
         struct route rt;
         struct span path = { 0, 0 };
-        bool asterisk, tunnel, stay;
+        bool asterisk, tunnel, stay, safe;
         char target[HEAD_MAX_LIMIT];
         int s = request_parse(r->in, r->in_len, r->ctx->opt->max_head, &q), tlen, k, i;
         struct exchange *x;
@@ -223,7 +225,8 @@ static int handle_head(struct relay *r)
         } else if ((tlen = route_rewrite(&rt, r->in + path.off, path.len, target, sizeof(target))) < 0) {
                 return gate_answer(r, &q, 414, "rewritten target too long", false);
         }
-        if ((i = open_app(r, rt.port)) < 0) {
+        safe = retry_safe(&q, r->in) && q.head_len + HEAD_EXTRA <= RESEND_MAX;
+        if ((i = open_app(r, rt.port, !safe)) < 0) {
                 struct backend_result b;
 
                 if ((i = free_app(r)) < 0)
@@ -246,8 +249,8 @@ static int handle_head(struct relay *r)
         if (k < 0)
                 return gate_answer(r, &q, 431, "head too large after rewriting", false);
         x = inflight_push(r, i, &q, r->in);
-        if ((r->apps[i].answered || r->apps[i].outstanding) && k <= RESEND_MAX && retry_safe(&q, r->in) &&
-            (x->resend = malloc((size_t)k)) != NULL) {
+        if ((r->apps[i].answered || r->apps[i].outstanding) && k <= RESEND_MAX && safe) {
+                x->resend = r->resend[x - r->q];
                 memcpy(x->resend, r->out + r->out_len, (size_t)k);
                 x->resend_len = (size_t)k;
         }

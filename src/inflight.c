@@ -113,11 +113,22 @@ static void pop(struct relay *r)
 {
         if (r->q[r->q_first].upgrade)
                 r->hold = false; /* answered otherwise than by a 101 */
-        free(r->q[r->q_first].resend);
         r->q_first = (r->q_first + 1) % INFLIGHT_MAX;
         r->q_len--;
         r->rs = RS_HEAD;
         r->rs_head_got = 0;
+}
+
+/* Read-ahead bytes of app i that no request asked for. */
+static void drop_ahead(struct relay *r, int i, bool warn)
+{
+        if (!r->down_ahead || r->ahead_app != i)
+                return;
+        if (warn)
+                log_msg(LOG_WARNING, "%s: app on port %u sent %zu bytes beyond its response; its connection is closed",
+                        r->ctx->client_addr, r->apps[i].port, r->down_ahead);
+        r->down_ahead = 0;
+        r->apps[i].spent = true;
 }
 
 /* The first exchange's response is complete. */
@@ -132,6 +143,8 @@ static void complete(struct relay *r, const char *why)
         if (x->last)
                 r->closing = true;
         pop(r);
+        if (a->outstanding == 0)
+                drop_ahead(r, (int)(a - r->apps), true);
         if (a->outstanding == 0 && (a->spent || a->eof))
                 relay_app_close(r, (int)(a - r->apps));
 }
@@ -213,30 +226,61 @@ static uint64_t head_found(struct relay *r, struct exchange *x, const struct res
         return left;
 }
 
-/* Looks at what the app has sent (MSG_PEEK); 0: nothing (yet), or it
- * ended: a->eof. */
-static ssize_t peek(struct app_conn *a, char *buf, size_t len)
+/* Response bytes not yet framed, at most want: those read ahead, else what
+ * the app has sent. An app with only this request to answer has its bytes
+ * read into down_buf (they are this response's, or bytes nobody asked
+ * for), where they are taken from without another system call: a small
+ * response costs one read and one write. Otherwise, or while spliced bytes
+ * are still on their way (they go first), a look (MSG_PEEK) into buf.
+ * *len 0: nothing (yet), or the app ended (a->eof). */
+static const char *look(struct relay *r, struct app_conn *a, char *buf, size_t want, size_t *len)
 {
-        ssize_t n = recv(a->fd, buf, len, MSG_PEEK | MSG_DONTWAIT);
+        ssize_t n;
 
+        *len = 0;
+        if (r->down_ahead) {
+                *len = r->down_ahead < want ? r->down_ahead : want;
+                return r->down_buf + r->down_len;
+        }
+        if (a->outstanding == 1 && r->down.len == 0) {
+                if (r->down_off == r->down_len)
+                        r->down_off = r->down_len = 0;
+                if (r->down_len < RELAY_BUF) {
+                        n = read(a->fd, r->down_buf + r->down_len, RELAY_BUF - r->down_len);
+                        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                                a->eof = true;
+                        if (n <= 0)
+                                return buf;
+                        r->down_ahead = (size_t)n;
+                        r->ahead_app = (int)(a - r->apps);
+                        return look(r, a, buf, want, len);
+                }
+        }
+        n = recv(a->fd, buf, want, MSG_PEEK | MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
                 a->eof = true;
-        return n < 0 ? 0 : n;
+        *len = n < 0 ? 0 : (size_t)n;
+        return buf;
 }
+
 
 static uint64_t head_budget(struct relay *r, struct exchange *x, struct app_conn *a)
 {
         size_t got = r->rs_head_got, want = got < RESPONSE_PEEK ? RESPONSE_PEEK - got : RESPONSE_HEAD_MAX - got;
         struct response p;
-        ssize_t n;
+        size_t n;
         int k;
 
         for (;;) {
-                if ((n = peek(a, r->rs_head + got, want)) == 0)
+                const char *seen = look(r, a, r->rs_head + got, want, &n);
+
+                if (n == 0)
                         return 0;
+                if (seen != r->rs_head + got)
+                        memcpy(r->rs_head + got, seen, n);
                 if (!x->first_us)
                         x->first_us = relay_now_us();
-                k = response_parse(r->rs_head, got + (size_t)n, RESPONSE_HEAD_MAX, x->head_method, &p);
+                k = response_parse(r->rs_head, got + n, RESPONSE_HEAD_MAX, x->head_method, &p);
                 if (k == 0)
                         return head_found(r, x, &p);
                 if (k == -EPROTO) {
@@ -244,8 +288,8 @@ static uint64_t head_budget(struct relay *r, struct exchange *x, struct app_conn
                         lose_framing(r, x, p.why);
                         return UINT64_MAX;
                 }
-                if ((size_t)n < want || got + want >= RESPONSE_HEAD_MAX)
-                        return (uint64_t)n; /* all head: take it, and look again when more comes */
+                if (n < want || got + want >= RESPONSE_HEAD_MAX)
+                        return n; /* all head: take it, and look again when more comes */
                 want = RESPONSE_HEAD_MAX - got; /* a big head: one more look, at all of it */
         }
 }
@@ -253,15 +297,15 @@ static uint64_t head_budget(struct relay *r, struct exchange *x, struct app_conn
 static uint64_t chunk_budget(struct relay *r, struct exchange *x, struct app_conn *a)
 {
         uint64_t data = chunked_data_left(&r->rs_ch);
-        size_t fwd;
-        ssize_t n;
+        const char *p;
+        size_t fwd, n;
         int k;
 
         if (data)
                 return data;
-        if ((n = peek(a, r->rs_head, RESPONSE_PEEK)) == 0)
+        if ((p = look(r, a, r->rs_head, RESPONSE_PEEK, &n)), n == 0)
                 return 0;
-        k = chunked_feed(&r->rs_ch, r->rs_head, (size_t)n, &fwd);
+        k = chunked_feed(&r->rs_ch, p, n, &fwd);
         if (k < 0) {
                 lose_framing(r, x, "malformed chunked response");
                 return UINT64_MAX;
@@ -276,7 +320,7 @@ int inflight_source(struct relay *r)
 {
         struct exchange *x = inflight_first(r);
 
-        if (!x || x->app < 0 || r->rs == RS_DONE || r->apps[x->app].eof)
+        if (!x || x->app < 0 || r->rs == RS_DONE || (r->apps[x->app].eof && !r->down_ahead))
                 return -1;
         return x->app;
 }
@@ -387,6 +431,7 @@ void relay_app_close(struct relay *r, int i)
                         x->exit = EXIT_BACKEND;
                 }
         }
+        drop_ahead(r, i, false);
         if (r->up_app == i && (r->rq == RQ_BODY || r->rq == RQ_CHUNKED))
                 relay_body_lost(r);
         if (r->up_app == i)
@@ -441,7 +486,7 @@ int inflight_step(struct relay *r)
         if (x->app < 0)
                 return relay_down_empty(r) ? answer(r, x) : -EAGAIN;
         a = &r->apps[x->app];
-        if (!a->eof)
+        if (!a->eof || r->down_ahead)
                 return -EAGAIN;
         switch (r->rs) {
         case RS_HEAD:

@@ -209,6 +209,27 @@ static bool up_pending(const struct relay *r)
         return r->out_len > r->out_off || r->up.len > 0;
 }
 
+/* A send to the app failed: it closed or reset the connection. Its
+ * requests are answered as when it closes (inflight.c: sent once more, or
+ * 502), in their turn. */
+static int app_gone(struct relay *r)
+{
+        int i = r->up_app;
+        struct app_conn *a = &r->apps[i];
+
+        if (r->rs == RS_TUNNEL)
+                return relay_finish(r, EXIT_DONE, "app closed");
+        if (r->up.len > 0 || r->rq == RQ_BODY || r->rq == RQ_CHUNKED)
+                relay_body_lost(r);
+        r->out_len = r->out_off = 0;
+        r->up_app = -1;
+        if (a->outstanding == 0)
+                relay_app_close(r, i);
+        else
+                a->eof = a->wr_shut = true;
+        return 0;
+}
+
 static int app_out(struct relay *r)
 {
         int fd = r->up_app >= 0 ? r->apps[r->up_app].fd : -1;
@@ -225,7 +246,7 @@ static int app_out(struct relay *r)
         if (r->out_len > r->out_off) {
                 n = send(fd, r->out + r->out_off, r->out_len - r->out_off, MSG_NOSIGNAL);
                 if (n < 0)
-                        return errno == EAGAIN || errno == EINTR ? 0 : relay_finish(r, EXIT_DONE, "app closed");
+                        return errno == EAGAIN || errno == EINTR ? 0 : app_gone(r);
                 r->out_off += (size_t)n;
                 if (r->out_off == r->out_len)
                         r->out_off = r->out_len = 0;
@@ -233,7 +254,7 @@ static int app_out(struct relay *r)
         } else if (r->up.len > 0) {
                 n = splice(r->up.fd[0], NULL, fd, NULL, r->up.len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n < 0)
-                        return errno == EAGAIN || errno == EINTR ? 0 : relay_finish(r, EXIT_DONE, "app closed");
+                        return errno == EAGAIN || errno == EINTR ? 0 : app_gone(r);
                 pipe_took(&r->up, (size_t)n);
                 activity(r);
         }
@@ -271,10 +292,21 @@ static int app_in(struct relay *r)
         if (i < 0)
                 return 0;
         room = r->c->tls ? (relay_down_empty(r) ? RELAY_BUF : 0) : pipe_room(&r->down);
-        if (room == 0 || (budget = inflight_budget(r)) == 0)
+        if ((room == 0 && !r->down_ahead) || (budget = inflight_budget(r)) == 0)
                 return 0;
         if (inflight_source(r) != i)
                 return 0; /* the head ended the answer (a 1xx, a 204...) */
+        if (r->down_ahead) {
+                /* read ahead (inflight.c, look): taken where they are */
+                n = (ssize_t)(budget < r->down_ahead ? budget : r->down_ahead);
+                r->down_len += (size_t)n;
+                r->down_ahead -= (size_t)n;
+                inflight_took(r, (uint64_t)n);
+                activity(r);
+                return 0;
+        }
+        if (room == 0)
+                return 0;
         if (budget < room)
                 room = (size_t)budget;
         if (r->c->tls) {
@@ -344,7 +376,7 @@ static int tunnel_step(struct relay *r)
 {
         struct app_conn *a = r->up_app >= 0 ? &r->apps[r->up_app] : NULL;
 
-        if (r->rs != RS_TUNNEL || !a || !a->eof || !relay_down_empty(r))
+        if (r->rs != RS_TUNNEL || !a || !a->eof || r->down_ahead || !relay_down_empty(r))
                 return 0;
         if (!r->client_wr_shut) {
                 if (!r->c->tls)
@@ -414,6 +446,15 @@ static int relay_loop(struct relay *r)
                 pass_half_close(r);
                 if (tunnel_step(r) || r->st.end)
                         return 0;
+                if (r->down_ahead) {
+                        /* response bytes in hand: no wait for them */
+                        size_t before = r->down_ahead;
+                        app_in(r);
+                        if (r->st.end)
+                                return 0;
+                        if (r->down_ahead != before)
+                                continue;
+                }
                 if (r->c->tls && wants_read(r) && client_pending(r->c)) {
                         if (client_in(r) || r->st.end)
                                 return 0;
@@ -526,6 +567,7 @@ static char in_buf[HEAD_MAX_LIMIT > RELAY_BUF ? HEAD_MAX_LIMIT : RELAY_BUF];
 static char out_buf[sizeof(in_buf) + HEAD_EXTRA];
 static char down_buf[RELAY_BUF];
 static char rs_head[RESPONSE_HEAD_MAX];
+static char resend[INFLIGHT_MAX][RESEND_MAX];
 
 int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
 {
@@ -547,6 +589,7 @@ int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
         r.out = out_buf;
         r.down_buf = down_buf;
         r.rs_head = rs_head;
+        r.resend = resend;
         if (relay_pipe_open(&r.down) < 0) {
                 relay_finish(&r, EXIT_SOFTWARE, "no pipe");
         } else {

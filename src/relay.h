@@ -47,7 +47,7 @@ struct exchange {
         bool head_method, upgrade, last;
         bool body_cut;                /* the client stopped inside its body: nothing to answer */
         int exit;                     /* the gate's answer: the exit code it asks for */
-        char *resend;                 /* the head as sent, for one retry on a new connection */
+        char *resend;                 /* the head as sent, for one retry on a new connection (NULL: none) */
         size_t resend_len;
         bool retried;
         bool void_page;               /* the gate's 410: the void file of entry */
@@ -83,10 +83,13 @@ struct relay {
         uint64_t body_left;
         struct chunked ch;
         struct pipe up, down;         /* client->app, app->client */
-        char *down_buf;               /* app->client for TLS clients */
-        size_t down_len, down_off;
+        char *down_buf;               /* app->client bytes in hand: [down_off, down_len) for the client, */
+        size_t down_len, down_off;    /*   then down_ahead bytes read from the app ahead_app, */
+        size_t down_ahead;            /*   not yet framed (inflight.c, look) */
+        int ahead_app;
 
         struct exchange q[INFLIGHT_MAX]; /* a ring: q[(q_first + i) % INFLIGHT_MAX] */
+        char (*resend)[RESEND_MAX];   /* q[i]'s copy for a retry: resend[i] */
         unsigned q_first, q_len;
         enum rs rs, rs_after;         /* the response side of q's first */
         uint64_t rs_left;
