@@ -24,12 +24,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from gatetest import Conn, Gate, HttpBackend, check, done, ok, xpil_lines  # noqa: E402
 
 GATE = 21500
-P_A, P_B, P_OLD, P_CHUNK, P_NOBODY, P_GARBAGE, P_RESET, P_BIGHEAD, P_UPG = range(21501, 21510)
+P_A, P_B, P_OLD, P_CHUNK, P_NOBODY, P_GARBAGE, P_RESET, P_BIGHEAD, P_UPG, P_EXTRA, P_UPG2 = range(21501, 21512)
 BIG_HEAD = 1 << 20
 
 NAMES = "".join("%s %d nobody /tmp ^ /bin/false\n" % kv for kv in (
     ("a", P_A), ("b", P_B), ("old", P_OLD), ("chunk", P_CHUNK), ("nobody", P_NOBODY), ("garbage", P_GARBAGE),
-    ("reset", P_RESET), ("bighead", P_BIGHEAD), ("upg", P_UPG))) + "go 0 http://example.org/there\n"
+    ("reset", P_RESET), ("bighead", P_BIGHEAD), ("upg", P_UPG), ("extra", P_EXTRA), ("upg2", P_UPG2))) + "go 0 http://example.org/there\n"
 P_NOTHING = 21599
 
 OLD_APP = r'''
@@ -222,6 +222,28 @@ def faulty(g):
     ok(r is not None and r.status == 200, "after the faulty apps, the gate serves the next connection", r and r.raw)
 
 
+EXTRA = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA-BYTES-NOBODY-ASKED-FOR"
+
+
+def beyond_response(g):
+    since = len(g.log())
+    c = Conn(g.port)
+    c.send(req("/extra/1"))
+    r1 = c.response()
+    time.sleep(0.3)
+    c.send(req("/extra/2"))
+    r2 = c.response()
+    c.send(req("/a/3"))
+    r3 = c.response()
+    c.close()
+    ok(r1 is not None and r1.body == b"ok" and r2 is not None and r2.body == b"ok" and r3 is not None and
+       r3.status == 200 and b"EXTRA" not in c.buf,
+       "an app sends bytes beyond its response: the client gets the response only, and the connection goes on",
+       (r1 and r1.raw, r2 and r2.raw, c.buf))
+    ok(log_since(g, since, r"sent (\d+ bytes beyond its response|bytes without a request)"), "bytes beyond a response: logged",
+       g.log()[since:][-300:])
+
+
 def later_upgrade(g):
     c = Conn(g.port)
     c.send(req("/a/page"))
@@ -242,6 +264,19 @@ def later_upgrade(g):
     c.close()
     ok(r1 is not None and r1.status == 200 and r2 is not None and r2.status == 101 and got == b"HELLO TUNNEL",
        "an Upgrade after another app's answer: 101, then a tunnel", (r1 and r1.status, r2 and r2.raw, got))
+    # the app's first tunnel bytes in the same segment as its 101
+    c = Conn(g.port)
+    c.send(b"GET /upg2/chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+    c.sock.settimeout(3)
+    got = b""
+    while b"WELCOME" not in got:
+        d = c.sock.recv(1000)
+        if not d:
+            break
+        got += d
+    c.close()
+    ok(got == UPGRADE_ANSWER + b"WELCOME", "a 101 with the tunnel's first bytes behind it: both reach the client",
+       got)
 
 
 def response_log(g):
@@ -267,6 +302,8 @@ def main():
     scripted(P_RESET, lambda t, m: (RESET_HEAD + b"0123456789", "reset"))
     scripted(P_BIGHEAD, lambda t, m: (BIGHEAD, "close"))
     scripted(P_UPG, lambda t, m: (UPGRADE_ANSWER, "upgrade"))
+    scripted(P_UPG2, lambda t, m: (UPGRADE_ANSWER + b"WELCOME", "upgrade"))
+    scripted(P_EXTRA, lambda t, m: (EXTRA, "keep"))
     old = subprocess.Popen([sys.executable, "-c", OLD_APP, str(P_OLD)])
     try:
         with Gate(GATE, [names]) as g:
@@ -277,6 +314,7 @@ def main():
             check("chunked trailers", chunked_trailers, g)
             check("no bodies", no_bodies, g)
             check("faulty apps", faulty, g)
+            check("beyond a response", beyond_response, g)
             check("later upgrade", later_upgrade, g)
             check("response log", response_log, g)
     finally:
