@@ -23,7 +23,8 @@ SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 # links nothing but libc (each connection pays for what a process loads) and
 # becomes httpgate-tls, which adds GnuTLS, when a certificate is configured.
 CORE = src/util.c src/names.c src/index.c src/route.c src/request.c src/chunked.c src/options.c \
-       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/response.c src/head.c src/inflight.c src/relay.c src/main.c
+       src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/response.c src/head.c src/inflight.c src/relay.c src/main.c \
+       src/cpu.c
 CORE += src/launch.c src/sandbox.c src/seccomp.c
 HDRS = src/httpgate.h src/relay.h build/seccomp-filter.h
 
@@ -43,22 +44,35 @@ GATE_CC ?= $$(command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc -static || ec
 httpgate: $(CORE) src/notls.c $(HDRS)
 	$(GATE_CC) $(WARN) $(CFLAGS) -o $@ $(CORE) src/notls.c
 
-# httpgate-tls links GnuTLS and its crypto libraries statically where the
-# archives are there (Debian 12's -dev packages ship them): each HTTPS
-# connection is a new process, and loading eleven shared libraries cost
-# each one 1.3 M cycles of the dynamic loader (LD_DEBUG=statistics). p11-kit
-# and libunistring have no archive in Debian 12 and stay shared. Elsewhere,
-# or with TLS_STATIC=no, the usual shared link.
-TLS_STATIC ?= yes
+# How httpgate-tls is linked (TLS_LINK). Each HTTPS connection is a new
+# process, so what a process costs before main counts for every one:
+#   musl    the default where musl-gcc and Debian 12's archives of GnuTLS
+#           and its crypto libraries are there: one static musl program.
+#           glibc's start asks the CPU (CPUID) some 70 times, which traps to
+#           the hypervisor on a virtual machine (make bench: 0.6 ms per
+#           process here); musl asks nothing. p11-kit and libunistring have
+#           no archive: src/tls-static.c says why the server needs neither.
+#           Its allocator is src/tls-alloc.c: musl's costs GnuTLS more.
+#   glibc   GnuTLS, nettle, hogweed, gmp, tasn1, idn2 static, glibc, p11-kit
+#           and libunistring shared.
+#   shared  the usual link, everything shared (also where archives lack).
+TLS_LINK ?= musl
 TLS_ARCHIVES = gnutls hogweed nettle gmp tasn1 idn2
-TLS_STATIC_LIBS = -Wl,-Bstatic $(TLS_ARCHIVES:%=-l%) -Wl,-Bdynamic -lp11-kit -l:libunistring.so.2
-TLS_PROD_LIBS = $$(d=$$(pkg-config --variable=libdir gnutls); ok=$(TLS_STATIC); \
-	for a in $(TLS_ARCHIVES); do [ -e $$d/lib$$a.a ] || ok=no; done; [ -e $$d/libunistring.so.2 ] || ok=no; \
-	if [ $$ok = yes ]; then echo '$(TLS_STATIC_LIBS)'; else pkg-config --libs $(TLS_PKGS); fi)
+TLS_GLIBC_LIBS = -Wl,-Bstatic $(TLS_ARCHIVES:%=-l%) -Wl,-Bdynamic -lp11-kit -l:libunistring.so.2
 
-httpgate-tls: $(CORE) src/tls.c $(HDRS)
+httpgate-tls: $(CORE) src/tls.c src/tls-static.c src/tls-alloc.c $(HDRS)
 	$(call need_pkg,$(TLS_PKGS))
-	$(CC) $(WARN) $(CFLAGS) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_PROD_LIBS)
+	@d=$$(pkg-config --variable=libdir gnutls); how=$(TLS_LINK); \
+	for a in $(TLS_ARCHIVES); do [ -e $$d/lib$$a.a ] || how=shared; done; \
+	[ $$how != glibc ] || [ -e $$d/libunistring.so.2 ] || how=shared; \
+	[ $$how != musl ] || command -v musl-gcc >/dev/null || how=glibc; \
+	echo "httpgate-tls: TLS_LINK=$$how"; set -x; case $$how in \
+	musl) mkdir -p build/tls-include && ln -sfn $$(pkg-config --variable=includedir gnutls)/gnutls build/tls-include/gnutls && \
+	      musl-gcc -static $(WARN) $(CFLAGS) -DHTTPGATE_TLS -Ibuild/tls-include -o $@ $(CORE) src/tls.c src/tls-static.c src/tls-alloc.c \
+	          $(TLS_ARCHIVES:%=$$d/lib%.a) ;; \
+	glibc) $(CC) $(WARN) $(CFLAGS) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_GLIBC_LIBS) ;; \
+	*) $(CC) $(WARN) $(CFLAGS) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_LIBS) ;; \
+	esac
 
 # The test build: the same sources with ASan and UBSan.
 build/httpgate-san: $(CORE) src/notls.c $(HDRS) build/httpgate-tls

@@ -366,6 +366,18 @@ void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* One request: fields APP, PORT, CLIENT, METHOD, TARGET (bounded), STATUS,
  * and for an answered request the response's: APP_STATUS, RESPONSE_BYTES,
  * FIRST_BYTE_USEC, DURATION_USEC. */
+/* ---- cpu.c: where an instance's CPU time goes ---- */
+struct cpu_phases {
+        uint64_t exec;            /* before the first initializer: fork's child, exec, loading, libc */
+        uint64_t init;            /* the libraries' initializers, to main */
+        uint64_t main;            /* the process's CPU time at main */
+        uint64_t tls_credentials; /* reading and checking key and certificate */
+        uint64_t tls_handshake;   /* the handshake, without the credentials */
+};
+extern struct cpu_phases cpu_phases;
+uint64_t cpu_usec(void); /* CPU time of this process so far (µs) */
+void cpu_at_main(void);
+
 struct log_request {
         const char *app;
         unsigned port;
@@ -383,8 +395,5 @@ struct log_request {
 };
 void log_request(const struct log_request *r);
 /* The end of the connection: how it ended, its bytes, its wall time (usec)
- * and CPU time: before main (cpu_at_start, from log_cpu_usec(): the work of
- * whoever forked this process, exec and loading) and since. */
-void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec,
-             uint64_t cpu_at_start);
-uint64_t log_cpu_usec(void); /* CPU time of this process so far; 0 when not to the journal */
+ * and where its CPU time went (cpu.c). */
+void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec);

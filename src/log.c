@@ -262,21 +262,11 @@ void log_request(const struct log_request *r)
                 stderr_msg(&m);
 }
 
-uint64_t log_cpu_usec(void)
+void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec)
 {
-        struct rusage ru;
-
-        /* Only the journal's entry has the CPU fields: nothing to pay otherwise. */
-        if (!to_journal || getrusage(RUSAGE_SELF, &ru) < 0)
-                return 0;
-        return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
-               (uint64_t)ru.ru_stime.tv_usec;
-}
-
-void log_end(const char *client, const char *app, unsigned port, const struct relay_stats *s, uint64_t usec,
-             uint64_t cpu_at_start)
-{
-        unsigned long long up = s->up, down = s->down;
+        unsigned long long up = s->up, down = s->down, gate = cpu_usec() - cpu_phases.main;
+        const struct cpu_phases *c = &cpu_phases;
+        char tls[64] = "";
         struct entry e; /* not zeroed: len says what is written */
 
         e.len = 0;
@@ -291,14 +281,24 @@ void log_end(const char *client, const char *app, unsigned port, const struct re
                 field(&e, "HTTPGATE_BYTES_UP=%llu", up);
                 field(&e, "HTTPGATE_BYTES_DOWN=%llu", down);
                 field(&e, "HTTPGATE_DURATION_USEC=%llu", (unsigned long long)usec);
-                field(&e, "HTTPGATE_CPU_START_USEC=%llu", (unsigned long long)cpu_at_start);
-                field(&e, "HTTPGATE_CPU_USEC=%llu", (unsigned long long)(log_cpu_usec() - cpu_at_start));
+                field_uint(&e, "HTTPGATE_CPU_START_USEC=", c->main);
+                field_uint(&e, "HTTPGATE_CPU_EXEC_USEC=", c->exec);
+                field_uint(&e, "HTTPGATE_CPU_INIT_USEC=", c->init);
+                field_uint(&e, "HTTPGATE_CPU_USEC=", gate);
+                if (c->tls_handshake) {
+                        field_uint(&e, "HTTPGATE_TLS_CREDENTIALS_USEC=", c->tls_credentials);
+                        field_uint(&e, "HTTPGATE_TLS_HANDSHAKE_USEC=", c->tls_handshake);
+                }
                 field(&e, "HTTPGATE_END=%s", s->end);
                 field(&e, "HTTPGATE_EXIT=%d", s->exit_code);
                 if (journal_send(&e, LOG_INFO))
                         return;
         }
+        if (c->tls_handshake)
+                snprintf(tls, sizeof(tls), ",credentials:%llu,handshake:%llu", (unsigned long long)c->tls_credentials,
+                         (unsigned long long)c->tls_handshake);
         if (!no_stderr)
-                stderr_line("%s done %s:%u requests=%u up=%llu down=%llu %llums end=%s", client, app ? app : "-", port,
-                            s->requests, up, down, (unsigned long long)(usec / 1000), s->end);
+                stderr_line("%s done %s:%u requests=%u up=%llu down=%llu %llums cpu=exec:%llu,init:%llu,gate:%llu%s end=%s",
+                            client, app ? app : "-", port, s->requests, up, down, (unsigned long long)(usec / 1000),
+                            (unsigned long long)c->exec, (unsigned long long)c->init, gate, tls, s->end);
 }

@@ -80,16 +80,16 @@ int main(int argc, char **argv)
         struct conn_ctx ctx = { .client = &client, .opt = &opt, .table = &table, .gate = "http" };
         struct relay_stats st;
         char why[512];
-        uint64_t start = now_usec(), cpu_at_start;
+        uint64_t start = now_usec();
         int r;
 
+        cpu_at_main();
         r = options_parse(argc, argv, &opt);
         if (r != 0)
                 return r > 0 ? 0 : EXIT_USAGE;
         if (opt.check_path)
                 return check(opt.check_path);
         log_init();
-        cpu_at_start = log_cpu_usec();
         signal(SIGPIPE, SIG_IGN); /* a vanished peer is an error return, not a signal */
 #ifndef HTTPGATE_TLS
         if ((opt.pem && *opt.pem) || opt.tls_dir) {
@@ -136,7 +136,7 @@ int main(int argc, char **argv)
 
         r = relay_serve(&ctx, &st);
         tls_end(&client);
-        log_end(client.addr, st.app, st.port, &st, now_usec() - start, cpu_at_start);
+        log_end(client.addr, st.app, st.port, &st, now_usec() - start);
         names_free(&names);
         return r;
 }

@@ -572,15 +572,18 @@ static char resend[INFLIGHT_MAX][RESEND_MAX];
 int relay_serve(struct conn_ctx *ctx, struct relay_stats *st)
 {
         static struct relay r; /* big (the queue): not on the stack */
+        static bool used;
         size_t cap = ctx->opt->max_head > RELAY_BUF ? ctx->opt->max_head : RELAY_BUF;
 
-        r = (struct relay){
-                .ctx = ctx,
-                .c = ctx->client,
-                .up_app = -1,
-                .up = { .fd = { -1, -1 } },
-                .down = { .fd = { -1, -1 } },
-        };
+        /* Zero from the start; writing zeros over it would map all its
+         * pages for the one connection a process serves. */
+        if (used)
+                memset(&r, 0, sizeof(r));
+        used = true;
+        r.ctx = ctx;
+        r.c = ctx->client;
+        r.up_app = -1;
+        r.up.fd[0] = r.up.fd[1] = r.down.fd[0] = r.down.fd[1] = -1;
         for (int i = 0; i < APPS_MAX; i++)
                 r.apps[i].fd = -1;
         r.in_cap = cap;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
@@ -25,9 +26,16 @@
 #define TICKET_KEY_BYTES 64 /* GnuTLS's master ticket key */
 #define HOSTNAME_MAX     255
 
+#define CHAIN_MAX        16 /* certificates in a chain */
+
+/* A connection's certificate, loaded when the handshake first needs it:
+ * a resumed session needs none, and pays nothing for it. */
 struct tls_state {
         const struct options *opt;
         gnutls_certificate_credentials_t creds;
+        gnutls_pcert_st chain[CHAIN_MAX];
+        unsigned chain_len;
+        gnutls_privkey_t key;
         bool cert_failed;        /* the certificate, not the client, is at fault */
         bool loaded;
         char *why;
@@ -41,41 +49,80 @@ static int fail(struct tls_state *t, int err, const char *fmt, const char *a, co
 }
 
 /* Refuses a certificate that is not valid now, with its file in the reason. */
-static int check_dates(struct tls_state *t, const char *cert)
+static int check_dates(struct tls_state *t, gnutls_x509_crt_t crt, const char *cert)
 {
-        gnutls_x509_crt_t *crts;
-        unsigned n = 0;
-        int r = -EINVAL;
         time_t now = time(NULL);
 
-        if (gnutls_certificate_get_x509_crt(t->creds, 0, &crts, &n) < 0 || n == 0)
-                return fail(t, -EINVAL, "certificate %s: no certificate in it%s", cert, "");
-        if (gnutls_x509_crt_get_expiration_time(crts[0]) < now)
-                fail(t, -EKEYEXPIRED, "certificate %s has expired%s", cert, "");
-        else if (gnutls_x509_crt_get_activation_time(crts[0]) > now)
-                fail(t, -EKEYEXPIRED, "certificate %s is not valid yet%s", cert, "");
-        else
-                r = 0;
-        for (unsigned i = 0; i < n; i++)
-                gnutls_x509_crt_deinit(crts[i]);
-        gnutls_free(crts);
-        return r;
+        if (gnutls_x509_crt_get_expiration_time(crt) < now)
+                return fail(t, -EKEYEXPIRED, "certificate %s has expired%s", cert, "");
+        if (gnutls_x509_crt_get_activation_time(crt) > now)
+                return fail(t, -EKEYEXPIRED, "certificate %s is not valid yet%s", cert, "");
+        return 0;
+}
+
+/* The key belongs to the certificate: the same public key. (GnuTLS's own
+ * check signs and verifies, which costs a connection more than the rest of
+ * the loading together.) */
+static bool key_matches(gnutls_privkey_t key, gnutls_x509_crt_t crt)
+{
+        unsigned char a[64], b[64];
+        size_t la = sizeof(a), lb = sizeof(b);
+        gnutls_pubkey_t pub;
+        bool same = false;
+
+        if (gnutls_pubkey_init(&pub) < 0)
+                return false;
+        if (gnutls_pubkey_import_privkey(pub, key, 0, 0) == 0 &&
+            gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, a, &la) == 0 &&
+            gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA256, b, &lb) == 0)
+                same = la == lb && memcmp(a, b, la) == 0;
+        gnutls_pubkey_deinit(pub);
+        return same;
 }
 
 static int load_pair(struct tls_state *t, const char *key, const char *cert)
 {
+        gnutls_datum_t cdata = { NULL, 0 }, kdata = { NULL, 0 };
+        gnutls_x509_crt_t *crts = NULL;
+        unsigned n = 0;
         int r;
 
         if (access(key, R_OK) < 0)
                 return fail(t, -errno, "key %s: %s", key, strerror(errno));
         if (access(cert, R_OK) < 0)
                 return fail(t, -errno, "certificate %s: %s", cert, strerror(errno));
-        r = gnutls_certificate_set_x509_key_file2(t->creds, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
-        if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
-                return fail(t, -EINVAL, "key %s does not belong to certificate %s", key, cert);
-        if (r < 0)
-                return fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
-        return check_dates(t, cert);
+        if (gnutls_load_file(cert, &cdata) < 0 || gnutls_load_file(key, &kdata) < 0) {
+                r = fail(t, -EIO, "certificate %s with key %s: unreadable", cert, key);
+        } else if (gnutls_x509_crt_list_import2(&crts, &n, &cdata, GNUTLS_X509_FMT_PEM, 0) < 0 || n == 0) {
+                r = fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
+        } else if (n > CHAIN_MAX) {
+                r = fail(t, -E2BIG, "certificate %s: a chain longer than the gate takes%s", cert, "");
+        } else if ((r = check_dates(t, crts[0], cert)) < 0) {
+                ;
+        } else if (gnutls_privkey_init(&t->key) < 0 ||
+                   gnutls_privkey_import_x509_raw(t->key, &kdata, GNUTLS_X509_FMT_PEM, NULL, 0) < 0) {
+                r = fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
+        } else if (!key_matches(t->key, crts[0])) {
+                r = fail(t, -EINVAL, "key %s does not belong to certificate %s", key, cert);
+        } else if (gnutls_pcert_import_x509_list(t->chain, crts, &n, 0) < 0) {
+                r = fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
+        } else {
+                t->chain_len = n;
+                r = 0;
+        }
+        for (unsigned i = 0; crts && i < n; i++)
+                gnutls_x509_crt_deinit(crts[i]);
+        gnutls_free(crts);
+        gnutls_free(cdata.data);
+        if (kdata.data) {
+                explicit_bzero(kdata.data, kdata.size);
+                gnutls_free(kdata.data);
+        }
+        if (r < 0 && t->key) {
+                gnutls_privkey_deinit(t->key);
+                t->key = NULL;
+        }
+        return r;
 }
 
 /* httpGate's form: "key,cert", or one file with key and chain in any order. */
@@ -112,28 +159,36 @@ static int load_dir(struct tls_state *t, const char *host)
         return load_pem_arg(t, t->opt->pem);
 }
 
-/* After the ClientHello: now the server name is known. */
-static int on_client_hello(gnutls_session_t s)
+/* GnuTLS asks for the certificate when the handshake needs one (not for a
+ * resumed session); the server name is known by then. */
+static int retrieve(gnutls_session_t s, const gnutls_datum_t *req_ca, int nreqs, const gnutls_pk_algorithm_t *algos,
+                    int nalgos, gnutls_pcert_st **chain, unsigned *chain_len, gnutls_privkey_t *key)
 {
         struct tls_state *t = gnutls_session_get_ptr(s);
         char host[HOSTNAME_MAX + 1];
         size_t len = sizeof(host);
         unsigned type;
+        uint64_t cpu = cpu_usec();
         int r;
 
-        if (gnutls_server_name_get(s, host, &len, &type, 0) < 0 || type != GNUTLS_NAME_DNS)
-                host[0] = '\0';
-        for (char *c = host; *c; c++)
-                *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-        if (t->loaded) /* the second ClientHello after a HelloRetryRequest */
-                return gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->creds);
-        r = t->opt->tls_dir ? load_dir(t, host) : load_pem_arg(t, t->opt->pem);
-        if (r < 0) {
-                t->cert_failed = true;
-                return GNUTLS_E_CERTIFICATE_ERROR;
+        (void)req_ca, (void)nreqs, (void)algos, (void)nalgos;
+        if (!t->loaded) { /* else the second ClientHello after a HelloRetryRequest */
+                if (gnutls_server_name_get(s, host, &len, &type, 0) < 0 || type != GNUTLS_NAME_DNS)
+                        host[0] = '\0';
+                for (char *c = host; *c; c++)
+                        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+                r = t->opt->tls_dir ? load_dir(t, host) : load_pem_arg(t, t->opt->pem);
+                cpu_phases.tls_credentials += cpu_usec() - cpu;
+                if (r < 0) {
+                        t->cert_failed = true;
+                        return -1;
+                }
+                t->loaded = true;
         }
-        t->loaded = true;
-        return gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->creds);
+        *chain = t->chain;
+        *chain_len = t->chain_len;
+        *key = t->key;
+        return 0;
 }
 
 /* The shared ticket key: given, or created once in the state directory
@@ -211,11 +266,13 @@ int tls_accept(struct client *c, const struct options *o, const char **cipher, c
         gnutls_session_t s;
         gnutls_datum_t alpn = { (unsigned char *)"http/1.1", 8 }, key;
         const char *prio = o->tls_priority ? o->tls_priority : TLS_PRIORITY_DEFAULT;
+        uint64_t cpu;
         int r;
 
         t = (struct tls_state){ .opt = o, .why = why, .why_size = why_size };
         why[0] = '\0';
         if ((r = gnutls_certificate_allocate_credentials(&t.creds)) < 0 ||
+            (gnutls_certificate_set_retrieve_function2(t.creds, retrieve), 0) ||
             (r = gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL)) < 0 ||
             (r = gnutls_priority_set_direct(s, prio, NULL)) < 0 ||
             (r = gnutls_alpn_set_protocols(s, &alpn, 1, 0)) < 0) {
@@ -227,11 +284,17 @@ int tls_accept(struct client *c, const struct options *o, const char **cipher, c
         else
                 log_msg(LOG_WARNING, "TLS session ticket key unusable (%s): no resumption", strerror(-r));
         gnutls_session_set_ptr(s, &t);
-        gnutls_handshake_set_post_client_hello_function(s, on_client_hello);
+        if ((r = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t.creds)) < 0) {
+                snprintf(why, why_size, "TLS setup: %s", gnutls_strerror(r));
+                return -EINVAL;
+        }
         gnutls_transport_set_int2(s, c->in, c->out);
         gnutls_handshake_set_timeout(s, TLS_HANDSHAKE_TIMEOUT_MS);
         c->tls = s;
-        if ((r = handshake(s, c, why, why_size)) < 0)
+        cpu = cpu_usec();
+        r = handshake(s, c, why, why_size);
+        cpu_phases.tls_handshake = cpu_usec() - cpu - cpu_phases.tls_credentials;
+        if (r < 0)
                 return t.cert_failed ? -EINVAL : r;
         *cipher = gnutls_ciphersuite_get(s); /* the IANA name, right for 1.2 and 1.3 */
         c->tls_resumed = gnutls_session_is_resumed(s);
@@ -278,6 +341,10 @@ void tls_end(struct client *c)
         gnutls_deinit(c->tls);
         if (t && t->creds)
                 gnutls_certificate_free_credentials(t->creds);
+        for (unsigned i = 0; t && i < t->chain_len; i++)
+                gnutls_pcert_deinit(&t->chain[i]);
+        if (t && t->key)
+                gnutls_privkey_deinit(t->key);
         c->tls = NULL;
 }
 

@@ -20,7 +20,7 @@ GATE_XPIL = ["X-Pil: *Gate=http", "X-Pil: *Adr=127.0.0.1"]
 SANITIZER_WORDS = ("AddressSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "LeakSanitizer")
 
 RE_REQ = re.compile(r"^httpgate\[(\d+)\]: (\S+) (.*) -> (\S+):(\d+) (forwarded|\d{3})(?: \d{3} \d+ bytes \d+ us)?(?:: (.*))?$")
-RE_DONE = re.compile(r"^httpgate\[(\d+)\]: (\S+) done (\S+):(\d+) requests=(\d+) up=(\d+) down=(\d+) (\d+)ms end=(.*)$")
+RE_DONE = re.compile(r"^httpgate\[(\d+)\]: (\S+) done (\S+):(\d+) requests=(\d+) up=(\d+) down=(\d+) (\d+)ms(?: cpu=\S+)? end=(.*)$")
 RE_CHILD = re.compile(r"^Child (\d+) died with code (\d+)$")
 RE_CONN = re.compile(r"^Connection from 127\.0\.0\.1:(\d+) to ")
 RE_SPAWNED = re.compile(r"^Spawned .* as PID (\d+)\.$")
