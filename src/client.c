@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -21,7 +22,7 @@
 int client_intake(struct client *c, char *why, size_t why_size)
 {
         const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
-        int fd = 0, listening = 0, type = 0;
+        int fd = 0, listening = 0, type = 0, one = 1;
         socklen_t l = sizeof(listening);
 
         if (fds && pid && (pid_t)atol(pid) == getpid()) {
@@ -51,6 +52,11 @@ int client_intake(struct client *c, char *why, size_t why_size)
         }
         *c = (struct client){ .in = fd, .out = fd };
         (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        /* Each answer leaves at once: with Nagle's algorithm, a small write
+         * behind another (a TLS flight, then the session tickets, then the
+         * answer) waits for the client's delayed ACK, 40 ms. (Fails, and
+         * does not matter, on a Unix socket.) */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         client_address(fd, c->addr, sizeof(c->addr));
         return 0;
 }
