@@ -60,19 +60,31 @@ TLS_LINK ?= musl
 TLS_ARCHIVES = gnutls hogweed nettle gmp tasn1 idn2
 TLS_GLIBC_LIBS = -Wl,-Bstatic $(TLS_ARCHIVES:%=-l%) -Wl,-Bdynamic -lp11-kit -l:libunistring.so.2
 
-httpgate-tls: $(CORE) src/tls.c src/tls-static.c src/tls-alloc.c $(HDRS)
+TLS_SRCS = $(CORE) src/tls.c src/tls-static.c src/tls-alloc.c
+
+# $(call tls_link,HOW): links $@ as HOW says (falling back as above).
+define tls_link
 	$(call need_pkg,$(TLS_PKGS))
-	@d=$$(pkg-config --variable=libdir gnutls); how=$(TLS_LINK); \
+	@d=$$(pkg-config --variable=libdir gnutls); how=$(1); \
 	for a in $(TLS_ARCHIVES); do [ -e $$d/lib$$a.a ] || how=shared; done; \
 	[ $$how != glibc ] || [ -e $$d/libunistring.so.2 ] || how=shared; \
 	[ $$how != musl ] || command -v musl-gcc >/dev/null || how=glibc; \
-	echo "httpgate-tls: TLS_LINK=$$how"; set -x; case $$how in \
+	echo "$@: TLS_LINK=$$how"; set -x; case $$how in \
 	musl) mkdir -p build/tls-include && ln -sfn $$(pkg-config --variable=includedir gnutls)/gnutls build/tls-include/gnutls && \
-	      musl-gcc -static $(WARN) $(CFLAGS) -DHTTPGATE_TLS -Ibuild/tls-include -o $@ $(CORE) src/tls.c src/tls-static.c src/tls-alloc.c \
+	      musl-gcc -static $(WARN) $(CFLAGS) -DHTTPGATE_TLS -Ibuild/tls-include -o $@ $(TLS_SRCS) \
 	          $(TLS_ARCHIVES:%=$$d/lib%.a) ;; \
 	glibc) $(CC) $(WARN) $(CFLAGS) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_GLIBC_LIBS) ;; \
 	*) $(CC) $(WARN) $(CFLAGS) -DHTTPGATE_TLS $(TLS_CFLAGS) -o $@ $(CORE) src/tls.c $(TLS_LIBS) ;; \
 	esac
+endef
+
+httpgate-tls: $(TLS_SRCS) $(HDRS)
+	$(call tls_link,$(TLS_LINK))
+
+# make bench: the other two links, measured beside the default.
+build/bench/httpgate-tls-%: $(TLS_SRCS) $(HDRS)
+	@mkdir -p build/bench
+	$(call tls_link,$*)
 
 # The test build: the same sources with ASan and UBSan.
 build/httpgate-san: $(CORE) src/notls.c $(HDRS) build/httpgate-tls
@@ -198,7 +210,8 @@ build/bench/relay-musl: bench/relay.c
 	if command -v musl-gcc >/dev/null 2>&1; then musl-gcc -static -O2 -Wall -Wextra -Werror -o $@ bench/relay.c; fi
 
 bench: deps
-	@$(MAKE) --no-print-directory all build/bench/relay-glibc build/bench/relay-musl build/bench/tlsload
+	@$(MAKE) --no-print-directory all build/bench/relay-glibc build/bench/relay-musl build/bench/tlsload \
+		build/bench/httpgate-tls-glibc build/bench/httpgate-tls-shared
 	@if [ -n "$(BENCH_BASELINE)" ]; then \
 		rm -rf build/bench/baseline && mkdir -p build/bench/baseline && \
 		git archive "$(BENCH_BASELINE)" | tar -x -C build/bench/baseline && \
