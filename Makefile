@@ -24,7 +24,7 @@ SAN         = -fsanitize=address,undefined -fno-omit-frame-pointer
 # becomes httpgate-tls, which adds GnuTLS, when a certificate is configured.
 CORE = src/util.c src/names.c src/index.c src/route.c src/request.c src/chunked.c src/options.c \
        src/reply.c src/log.c src/client.c src/backend.c src/spawn.c src/rewrite.c src/response.c src/head.c src/inflight.c src/relay.c src/main.c \
-       src/cpu.c
+       src/cpu.c src/mark.c
 CORE += src/launch.c src/sandbox.c src/seccomp.c
 HDRS = src/httpgate.h src/relay.h build/seccomp-filter.h
 
@@ -155,13 +155,16 @@ TMPFILESDIR ?= $(shell pkg-config --variable=tmpfilesdir systemd 2>/dev/null || 
 DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
 SD_CFLAGS    = $$(pkg-config --cflags libsystemd)
 SD_LIBS      = $$(pkg-config --libs libsystemd)
-LAUNCHER     = src/launcher.c src/launcher_unit.c src/util.c src/names.c src/index.c
-UNITS        = units/httpgate.socket units/httpgate-tls.socket units/httpgate-launch.socket
-UNITS_IN     = units/httpgate@.service.in units/httpgate-tls@.service.in units/httpgate-launch@.service.in
+LAUNCHER     = src/launcher.c src/launcher_unit.c src/launcher_idle.c src/sockdiag.c src/util.c src/names.c \
+               src/index.c
+UNITS        = units/httpgate.socket units/httpgate-tls.socket units/httpgate-launch.socket \
+               units/httpgate-idle.timer
+UNITS_IN     = units/httpgate@.service.in units/httpgate-tls@.service.in units/httpgate-launch@.service.in \
+               units/httpgate-idle.service.in
 
 all: httpgate-launch
 
-httpgate-launch: $(LAUNCHER) src/launcher.h $(HDRS)
+httpgate-launch: $(LAUNCHER) src/launcher.h src/sockdiag.h $(HDRS)
 	$(call need_pkg,libsystemd)
 	$(CC) $(WARN) $(CFLAGS) $(SD_CFLAGS) -o $@ $(LAUNCHER) $(SD_LIBS)
 

@@ -259,6 +259,7 @@ static int handle_head(struct relay *r)
         x->entry = rt.entry;
         x->port = rt.port;
         r->apps[i].outstanding++;
+        mark_request(rt.entry ? rt.entry : r->cur_entry); /* a session port's request is its app's */
         r->up_app = i;
         r->cur_port = rt.port;
         r->cur_entry = rt.entry;

@@ -366,6 +366,10 @@ void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* One request: fields APP, PORT, CLIENT, METHOD, TARGET (bounded), STATUS,
  * and for an answered request the response's: APP_STATUS, RESPONSE_BYTES,
  * FIRST_BYTE_USEC, DURATION_USEC. */
+/* ---- mark.c: the time of an app's last request, for the idle checker ---- */
+#define MARK_DIR "/run/httpgate/seen" /* made by the checker (root) while idle stopping is on */
+void mark_request(const struct name_entry *e);
+
 /* ---- cpu.c: where an instance's CPU time goes ---- */
 struct cpu_phases {
         uint64_t exec;            /* before the first initializer: fork's child, exec, loading, libc */

@@ -369,14 +369,21 @@ int main(int argc, char **argv)
 
         if (argc > 1 && strcmp(argv[1], "--append-output") == 0)
                 return append_output(argc, argv);
+        if (argc > 1 && argc <= 3 && strcmp(argv[1], "--stop-idle") == 0) {
+                to_journal = true; /* httpgate-idle.service; its entries say what it stopped */
+                return idle_check(argc == 3 ? argv[2] : NAMES_DEFAULT);
+        }
         if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
                 bool help = argc == 2 && strcmp(argv[1], "--help") == 0;
                 if (argc == 2 && strcmp(argv[1], "--version") == 0)
                         return printf("httpgate-launch %s\n", HTTPGATE_VERSION), 0;
                 fprintf(help ? stdout : stderr,
                         "usage: httpgate-launch [NAMES-FILE]   (default " NAMES_DEFAULT ")\n"
+                        "       httpgate-launch --stop-idle [NAMES-FILE]\n"
                         "Started by httpgate-launch.socket for one connection: reads an app name,\n"
-                        "starts that names entry as the unit " UNIT_PREFIX "NAME.service.\n");
+                        "starts that names entry as the unit " UNIT_PREFIX "NAME.service.\n"
+                        "With --stop-idle (httpgate-idle.timer): stops the apps idle for the time\n"
+                        "the file idle beside the names file gives them.\n");
                 return help ? 0 : 64;
         }
         to_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &s) == 0 &&

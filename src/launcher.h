@@ -47,6 +47,19 @@ int unit_start(const struct app_unit *a, int client, char *why, size_t size);
  * the gate hangs up, 0 when the gate hangs up first or after watch_sec. */
 int unit_watch(const struct app_unit *a, int client, unsigned watch_sec, char *why, size_t size);
 
+/* The idle checker's questions (launcher_idle.c). The apps' units that
+ * run now: their names into names (at most max); returns how many, or
+ * negative errno. */
+int unit_list_apps(char (*names)[UNIT_NAME_MAX + 1], size_t max);
+/* A unit's cgroup (below the cgroup root) and when it became active, in µs
+ * since the epoch. Returns 0 or negative errno. */
+int unit_app_facts(const char *unit, char *cgroup, size_t size, uint64_t *active_since_usec);
+/* Queues the unit's stop. Returns 0 or negative errno with the reason in why. */
+int unit_stop(const char *unit, char *why, size_t size);
+
+/* httpgate-launch --stop-idle NAMES-FILE: returns the exit code. */
+int idle_check(const char *names_path);
+
 /* The journal: one entry per answer, with HTTPGATE_LAUNCH=result. */
 void launcher_log(int prio, const char *result, const char *app, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));

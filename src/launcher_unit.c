@@ -372,3 +372,74 @@ int unit_watch(const struct app_unit *a, int client, unsigned watch_sec, char *w
         stop_reason(a, why, size);
         return 1;
 }
+
+/* ---- for the idle checker (launcher_idle.c) ---- */
+
+int unit_list_apps(char (*names)[UNIT_NAME_MAX + 1], size_t max)
+{
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        const char *states[] = { "active", "reloading", NULL }, *patterns[] = { UNIT_PREFIX "*.service", NULL };
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, SD_DEST, SD_PATH, SD_MGR, "ListUnitsByPatterns");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, (char **)states);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, (char **)patterns);
+        if (r >= 0)
+                r = sd_bus_call(bus, m, BUS_CALL_USEC, &err, &reply);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(ssssssouso)");
+        while (r >= 0) {
+                const char *name;
+
+                r = sd_bus_message_read(reply, "(ssssssouso)", &name, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                        NULL, NULL);
+                if (r <= 0)
+                        break;
+                if (n < max)
+                        snprintf(names[n++], UNIT_NAME_MAX + 1, "%s", name);
+        }
+        sd_bus_message_unref(m);
+        sd_bus_message_unref(reply);
+        sd_bus_error_free(&err);
+        return r < 0 ? r : (int)n;
+}
+
+int unit_app_facts(const char *unit, char *cgroup, size_t size, uint64_t *active_since_usec)
+{
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *path;
+        char *cg = NULL;
+        int r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MGR, "GetUnit", &err, &reply, "s", unit);
+
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "o", &path);
+        if (r >= 0)
+                r = sd_bus_get_property_string(bus, SD_DEST, path, SD_SVC, "ControlGroup", &err, &cg);
+        if (r >= 0)
+                r = sd_bus_get_property_trivial(bus, SD_DEST, path, SD_UNIT, "ActiveEnterTimestamp", &err, 't',
+                                                active_since_usec);
+        if (r >= 0)
+                snprintf(cgroup, size, "%s", cg);
+        free(cg);
+        sd_bus_message_unref(reply);
+        sd_bus_error_free(&err);
+        return r < 0 ? r : 0;
+}
+
+int unit_stop(const char *unit, char *why, size_t size)
+{
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        int r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MGR, "StopUnit", &err, &reply, "ss", unit, "replace");
+
+        if (r < 0)
+                snprintf(why, size, "%s", err.message ? err.message : strerror(-r));
+        sd_bus_message_unref(reply);
+        sd_bus_error_free(&err);
+        return r < 0 ? r : 0;
+}

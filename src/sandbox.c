@@ -141,6 +141,7 @@ static int add_rules(const struct ruleset *rs, const struct options *o, const st
          * index; with TLS, the ticket key (the plain gate has no business
          * with it). */
         r = r ?: allow(rs, cache_dir(), WRITE_TREE);
+        r = r ?: allow(rs, MARK_DIR, WRITE_TREE); /* while idle stopping is on (mark.c) */
         if ((o->pem && *o->pem) || o->tls_dir)
                 r = r ?: allow(rs, state_dir(), WRITE_TREE);
         if (o->tls_ticket_key)

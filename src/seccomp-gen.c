@@ -33,7 +33,7 @@ static struct call calls[] = {
         /* files: Landlock decides which */
         A(openat), A(fstat), A(newfstatat), A(statx), A(lseek), A(pread64), A(getdents64), A(faccessat),
         A(readlinkat), A(flock), A(fsync), A(fdatasync), A(ftruncate), A(linkat), A(unlinkat), A(renameat),
-        A(mkdirat), A(pipe2), A(dup), A(dup3),
+        A(mkdirat), A(pipe2), A(dup), A(dup3), A(utimensat),
 #ifdef SYS_faccessat2
         A(faccessat2),
 #endif
