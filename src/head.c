@@ -167,10 +167,12 @@ static int body_broken(struct relay *r)
         x->last = true;
         if (x == inflight_first(r) && x->bytes > 0)
                 return 0; /* the app answered before the body ended: its answer goes out */
+        /* Two entries: what the app got (part of it), then the gate's answer. */
+        inflight_log(r, x, "the client's chunked body is malformed: the gate answers in the app's place");
         x->app = -1;
         x->status = 400;
         x->exit = EXIT_CLIENT;
-        x->why = "malformed chunked body: the gate answers in the app's place";
+        x->why = "malformed chunked body";
         if (--a->outstanding == 0)
                 relay_app_close(r, r->up_app);
         return 0;
