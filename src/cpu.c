@@ -20,7 +20,7 @@ uint64_t cpu_usec(void)
 
 /* The first initializer of a static program (priority 101 sorts before the
  * libraries' own): what the process used until here is the exec's. With a
- * shared GnuTLS (TLS_STATIC=no) its initializers run earlier and count as
+ * shared GnuTLS (TLS_LINK=shared) its initializers run earlier and count as
  * the exec's too. */
 __attribute__((constructor(101))) static void at_first_initializer(void)
 {

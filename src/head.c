@@ -131,6 +131,11 @@ static int defer(struct relay *r)
         return -EAGAIN;
 }
 
+bool relay_in_body(const struct relay *r)
+{
+        return r->up.len > 0 || r->rq == RQ_BODY || r->rq == RQ_CHUNKED;
+}
+
 void relay_body_lost(struct relay *r)
 {
         struct exchange *x = inflight_last(r);
@@ -152,19 +157,15 @@ static int body_broken(struct relay *r)
         struct exchange *x = inflight_last(r);
         struct app_conn *a;
 
-        if (r->up_app < 0) {
-                relay_body_lost(r); /* its app went away before: x has its 502 */
-                return 0;
-        }
+        relay_body_lost(r);
+        if (r->up_app < 0)
+                return 0; /* its app went away before: x has its 502 */
         a = &r->apps[r->up_app];
-        r->last = true;
-        r->rq = RQ_CLOSED;
         a->spent = true;
         if (!a->wr_shut && shutdown(a->fd, SHUT_WR) == 0)
                 a->wr_shut = true;
         if (!x || x->app != r->up_app)
                 return relay_finish(r, EXIT_CLIENT, "malformed chunked body");
-        x->last = true;
         if (x == inflight_first(r) && x->bytes > 0)
                 return 0; /* the app answered before the body ended: its answer goes out */
         /* Two entries: what the app got (part of it), then the gate's answer. */

@@ -163,8 +163,7 @@ static void lose_framing(struct relay *r, struct exchange *x, const char *why)
         r->rs = RS_TO_EOF;
         /* Its end is the response's end: an app that waits for the next
          * request is told there is none. */
-        if (a->outstanding == 1 && !(r->up_app == x->app && (r->out_len > r->out_off || r->up.len > 0 ||
-                                                             r->rq == RQ_BODY || r->rq == RQ_CHUNKED)) &&
+        if (a->outstanding == 1 && !(r->up_app == x->app && (r->out_len > r->out_off || relay_in_body(r))) &&
             !a->wr_shut && shutdown(a->fd, SHUT_WR) == 0)
                 a->wr_shut = true;
 }
@@ -238,11 +237,7 @@ static const char *look(struct relay *r, struct app_conn *a, char *buf, size_t w
         ssize_t n;
 
         *len = 0;
-        if (r->down_ahead) {
-                *len = r->down_ahead < want ? r->down_ahead : want;
-                return r->down_buf + r->down_len;
-        }
-        if (a->outstanding == 1 && r->down.len == 0) {
+        if (!r->down_ahead && a->outstanding == 1 && r->down.len == 0) {
                 if (r->down_off == r->down_len)
                         r->down_off = r->down_len = 0;
                 if (r->down_len < RELAY_BUF) {
@@ -253,8 +248,11 @@ static const char *look(struct relay *r, struct app_conn *a, char *buf, size_t w
                                 return buf;
                         r->down_ahead = (size_t)n;
                         r->ahead_app = (int)(a - r->apps);
-                        return look(r, a, buf, want, len);
                 }
+        }
+        if (r->down_ahead) {
+                *len = r->down_ahead < want ? r->down_ahead : want;
+                return r->down_buf + r->down_len;
         }
         n = recv(a->fd, buf, want, MSG_PEEK | MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -262,7 +260,6 @@ static const char *look(struct relay *r, struct app_conn *a, char *buf, size_t w
         *len = n < 0 ? 0 : (size_t)n;
         return buf;
 }
-
 
 static uint64_t head_budget(struct relay *r, struct exchange *x, struct app_conn *a)
 {
@@ -432,7 +429,7 @@ void relay_app_close(struct relay *r, int i)
                 }
         }
         drop_ahead(r, i, false);
-        if (r->up_app == i && (r->rq == RQ_BODY || r->rq == RQ_CHUNKED))
+        if (r->up_app == i && relay_in_body(r))
                 relay_body_lost(r);
         if (r->up_app == i)
                 r->up_app = -1;

@@ -273,14 +273,14 @@ void log_end(const char *client, const char *app, unsigned port, const struct re
         if (to_journal) {
                 field(&e, "MESSAGE=%s done: %u requests, %llu bytes up, %llu down, %s", client, s->requests, up, down,
                       s->end);
-                field(&e, "MESSAGE_ID=" MSGID_END);
-                field(&e, "HTTPGATE_APP=%s", app ? app : "");
-                field(&e, "HTTPGATE_PORT=%u", port);
-                field(&e, "HTTPGATE_CLIENT=%s", client);
-                field(&e, "HTTPGATE_REQUESTS=%u", s->requests);
-                field(&e, "HTTPGATE_BYTES_UP=%llu", up);
-                field(&e, "HTTPGATE_BYTES_DOWN=%llu", down);
-                field(&e, "HTTPGATE_DURATION_USEC=%llu", (unsigned long long)usec);
+                field_str(&e, "MESSAGE_ID=", MSGID_END);
+                field_str(&e, "HTTPGATE_APP=", app ? app : "");
+                field_uint(&e, "HTTPGATE_PORT=", port);
+                field_str(&e, "HTTPGATE_CLIENT=", client);
+                field_uint(&e, "HTTPGATE_REQUESTS=", s->requests);
+                field_uint(&e, "HTTPGATE_BYTES_UP=", up);
+                field_uint(&e, "HTTPGATE_BYTES_DOWN=", down);
+                field_uint(&e, "HTTPGATE_DURATION_USEC=", (unsigned long long)usec);
                 field_uint(&e, "HTTPGATE_CPU_START_USEC=", c->main);
                 field_uint(&e, "HTTPGATE_CPU_EXEC_USEC=", c->exec);
                 field_uint(&e, "HTTPGATE_CPU_INIT_USEC=", c->init);
@@ -289,7 +289,7 @@ void log_end(const char *client, const char *app, unsigned port, const struct re
                         field_uint(&e, "HTTPGATE_TLS_CREDENTIALS_USEC=", c->tls_credentials);
                         field_uint(&e, "HTTPGATE_TLS_HANDSHAKE_USEC=", c->tls_handshake);
                 }
-                field(&e, "HTTPGATE_END=%s", s->end);
+                field_str(&e, "HTTPGATE_END=", s->end);
                 field(&e, "HTTPGATE_EXIT=%d", s->exit_code);
                 if (journal_send(&e, LOG_INFO))
                         return;

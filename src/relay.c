@@ -219,7 +219,7 @@ static int app_gone(struct relay *r)
 
         if (r->rs == RS_TUNNEL)
                 return relay_finish(r, EXIT_DONE, "app closed");
-        if (r->up.len > 0 || r->rq == RQ_BODY || r->rq == RQ_CHUNKED)
+        if (relay_in_body(r))
                 relay_body_lost(r);
         r->out_len = r->out_off = 0;
         r->up_app = -1;
@@ -238,7 +238,7 @@ static int app_out(struct relay *r)
         if (fd < 0) {
                 /* The app went away under a request: nothing can reach it,
                  * and the answers before go out first. */
-                if (r->up.len > 0 || r->rq == RQ_BODY || r->rq == RQ_CHUNKED)
+                if (relay_in_body(r))
                         relay_body_lost(r);
                 r->out_len = r->out_off = 0;
                 return 0;

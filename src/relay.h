@@ -118,6 +118,9 @@ int relay_finish(struct relay *r, int code, const char *end);
  * dropped, no more requests are read, and the connection ends after the
  * answers before. */
 void relay_body_lost(struct relay *r);
+/* A request body is on its way to the app up_app: in the pipe, or still
+ * coming from the client. */
+bool relay_in_body(const struct relay *r);
 /* Client bytes from now on go to the app as a body or tunnel. */
 int relay_enter_body(struct relay *r, enum rq state);
 /* Handles buffered client bytes. Returns 1 when finished, 0 when something

@@ -80,6 +80,11 @@ static bool key_matches(gnutls_privkey_t key, gnutls_x509_crt_t crt)
         return same;
 }
 
+static int unusable(struct tls_state *t, const char *key, const char *cert)
+{
+        return fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
+}
+
 static int load_pair(struct tls_state *t, const char *key, const char *cert)
 {
         gnutls_datum_t cdata = { NULL, 0 }, kdata = { NULL, 0 };
@@ -94,18 +99,18 @@ static int load_pair(struct tls_state *t, const char *key, const char *cert)
         if (gnutls_load_file(cert, &cdata) < 0 || gnutls_load_file(key, &kdata) < 0) {
                 r = fail(t, -EIO, "certificate %s with key %s: unreadable", cert, key);
         } else if (gnutls_x509_crt_list_import2(&crts, &n, &cdata, GNUTLS_X509_FMT_PEM, 0) < 0 || n == 0) {
-                r = fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
+                r = unusable(t, key, cert);
         } else if (n > CHAIN_MAX) {
                 r = fail(t, -E2BIG, "certificate %s: a chain longer than the gate takes%s", cert, "");
         } else if ((r = check_dates(t, crts[0], cert)) < 0) {
                 ;
         } else if (gnutls_privkey_init(&t->key) < 0 ||
                    gnutls_privkey_import_x509_raw(t->key, &kdata, GNUTLS_X509_FMT_PEM, NULL, 0) < 0) {
-                r = fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
+                r = unusable(t, key, cert);
         } else if (!key_matches(t->key, crts[0])) {
                 r = fail(t, -EINVAL, "key %s does not belong to certificate %s", key, cert);
         } else if (gnutls_pcert_import_x509_list(t->chain, crts, &n, 0) < 0) {
-                r = fail(t, -EINVAL, "certificate %s with key %s: unusable (bad PEM?)", cert, key);
+                r = unusable(t, key, cert);
         } else {
                 t->chain_len = n;
                 r = 0;

@@ -149,6 +149,9 @@ def test_slow_download(c):
     t.join(30)
     ok(out.get("status") == "200" and out.get("body", "").count("app=py") == 8,
        "... and the download completes", out.get("status"))
+    time.sleep(IDLE + 1)
+    check_idle(c)
+    ok(not active(c, "py"), "once it is over and the idle time passed, the same app is stopped")
 
 
 def test_picolisp_session(c):
@@ -179,10 +182,11 @@ def test_picolisp_session(c):
 
 def test_never(c):
     r = c.client("get", "/keep/")
-    ok(r.get("status") == "200", "an app whose idle time is 0 is started", r)
+    ok(r.get("status") == "200" and c.client("get", "/py/").get("status") == "200",
+       "an app whose idle time is 0 is started, and one with the common idle time", r)
     time.sleep(IDLE + 1)
     check_idle(c)
-    ok(active(c, "keep"), "... and never stopped")
+    ok(active(c, "keep") and not active(c, "py"), "the same run stops the other, and never the one with 0")
 
 
 def test_timer(c):
